@@ -1,0 +1,55 @@
+//! The command line: `keel [serve]`, `keel healthcheck`, `keel config`, `--version`, `--help`.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Settings;
+
+#[derive(Debug, Parser)]
+#[command(name = "keel", version, about = "A production-ready axum service with managed async operations")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum Command {
+    /// Serve HTTP until SIGTERM or Ctrl-C (the default).
+    Serve,
+    /// Exit 0 when the local `/readyz` answers 200: a container health check without curl.
+    Healthcheck {
+        /// Give up after this many milliseconds.
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+    },
+    /// Print the effective configuration as JSON, secrets redacted.
+    Config,
+}
+
+/// Asks the server configured in `settings` whether it is ready, over plain HTTP/1.1 on
+/// loopback: distroless images have no curl, and a health check needs no HTTP client crate.
+pub fn healthcheck(settings: &Settings, timeout: Duration) -> Result<(), String> {
+    let host: IpAddr = match settings.server.host.parse() {
+        Ok(IpAddr::V4(ip)) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        Ok(IpAddr::V6(ip)) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        Ok(ip) => ip,
+        Err(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+    };
+    let address = SocketAddr::new(host, settings.server.port);
+    let mut stream =
+        TcpStream::connect_timeout(&address, timeout).map_err(|e| format!("cannot connect to {address}: {e}"))?;
+    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    stream.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    stream
+        .write_all(b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .map_err(|e| format!("cannot send to {address}: {e}"))?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).map_err(|e| format!("no answer from {address}: {e}"))?;
+    match &head {
+        b"HTTP/1.1 200" => Ok(()),
+        other => Err(format!("{address}/readyz answered {:?}", String::from_utf8_lossy(other))),
+    }
+}

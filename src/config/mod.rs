@@ -1,0 +1,252 @@
+//! Typed settings, layered the twelve-factor way.
+//!
+//! Later layers win:
+//! 1. `config/default.toml`, embedded in the binary, so `keel` runs with no file on disk;
+//! 2. `config/{APP_ENV}.toml` (`development` unless `APP_ENV` says otherwise), also embedded;
+//! 3. the file named by `APP_CONFIG_FILE`, when set (it must exist);
+//! 4. `PORT`, as platforms such as Heroku or Cloud Run set it;
+//! 5. `APP_*` variables, `__` between nested keys: `APP_SERVER__PORT=9000`.
+//!
+//! Everything is validated before anything starts, so a bad value stops the process with one
+//! line naming the key, instead of surfacing as a strange failure under load.
+
+mod secret;
+
+use std::time::Duration;
+
+use figment::providers::{Format, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
+use serde::{Deserialize, Serialize};
+
+pub use secret::Secret;
+
+const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
+const ENVIRONMENTS: &[(&str, &str)] = &[
+    ("development", include_str!("../../config/development.toml")),
+    ("production", include_str!("../../config/production.toml")),
+    ("test", include_str!("../../config/test.toml")),
+];
+
+/// Variables that steer loading itself and therefore are not settings.
+const LOADER_VARIABLES: &[&str] = &["ENV", "CONFIG_FILE"];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// The environment these settings were loaded for; set by the loader, not by files.
+    #[serde(default)]
+    pub environment: String,
+    pub server: ServerSettings,
+    pub log: LogSettings,
+    pub blocking: BlockingSettings,
+    pub operations: OperationSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    pub request_timeout_ms: u64,
+    pub header_read_timeout_ms: u64,
+    pub body_limit_bytes: usize,
+    pub shutdown_grace_ms: u64,
+    pub shutdown_delay_ms: u64,
+    pub cors_allowed_origins: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub filter: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockingSettings {
+    pub max_parallel: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperationSettings {
+    pub max_running: usize,
+    pub queue_capacity: usize,
+    pub max_timeout_ms: u64,
+    pub retention_ms: u64,
+    pub max_wait_ms: u64,
+    pub cancel_grace_ms: u64,
+}
+
+/// Why settings could not be loaded: always names the key and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(String);
+
+impl ConfigError {
+    fn invalid(key: &str, problem: impl std::fmt::Display) -> Self {
+        Self(format!("`{key}` {problem}"))
+    }
+}
+
+impl Settings {
+    /// Loads settings from the embedded files and the process environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        Self::load_from(std::env::vars())
+    }
+
+    /// Loads settings as [`Settings::load`] does, from the given variables instead of the
+    /// process environment, so tests need not mutate global state.
+    pub fn load_from(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let vars: Vec<(String, String)> = vars.into_iter().collect();
+        let lookup = |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+
+        let environment = lookup("APP_ENV").unwrap_or_else(|| "development".to_owned());
+        let environment_toml =
+            ENVIRONMENTS.iter().find(|(name, _)| *name == environment).map(|(_, toml)| *toml).ok_or_else(|| {
+                let known: Vec<&str> = ENVIRONMENTS.iter().map(|(name, _)| *name).collect();
+                ConfigError::invalid("APP_ENV", format!("is {environment:?}; expected one of {known:?}"))
+            })?;
+
+        let mut figment = Figment::new().merge(Toml::string(DEFAULT_TOML)).merge(Toml::string(environment_toml));
+        if let Some(path) = lookup("APP_CONFIG_FILE") {
+            if !std::path::Path::new(&path).is_file() {
+                return Err(ConfigError::invalid("APP_CONFIG_FILE", format!("names {path:?}, which is not a file")));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        if let Some(port) = lookup("PORT") {
+            figment = figment.merge(("server.port", port_from_platform(&port)?));
+        }
+        for (name, value) in &vars {
+            if let Some(variable) = EnvVariable::setting(name, value) {
+                figment = figment.merge(variable);
+            }
+        }
+
+        let mut settings: Settings = figment.extract().map_err(|e| ConfigError(one_line(&e)))?;
+        settings.environment = environment;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.server;
+        let o = &self.operations;
+        positive("server.request_timeout_ms", s.request_timeout_ms)?;
+        positive("server.header_read_timeout_ms", s.header_read_timeout_ms)?;
+        positive("server.body_limit_bytes", s.body_limit_bytes as u64)?;
+        positive("server.shutdown_grace_ms", s.shutdown_grace_ms)?;
+        positive("blocking.max_parallel", self.blocking.max_parallel as u64)?;
+        positive("operations.max_running", o.max_running as u64)?;
+        positive("operations.max_timeout_ms", o.max_timeout_ms)?;
+        positive("operations.retention_ms", o.retention_ms)?;
+        if s.host.parse::<std::net::IpAddr>().is_err() && s.host != "localhost" {
+            return Err(ConfigError::invalid("server.host", format!("is {:?}, not an IP address", s.host)));
+        }
+        if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
+            return Err(ConfigError::invalid("log.filter", format!("is not a valid filter: {error}")));
+        }
+        if o.max_wait_ms >= s.request_timeout_ms {
+            return Err(ConfigError::invalid(
+                "operations.max_wait_ms",
+                format!(
+                    "is {} but must be below server.request_timeout_ms ({}), or long polls would time out",
+                    o.max_wait_ms, s.request_timeout_ms
+                ),
+            ));
+        }
+        if let Some(bad) = s.cors_allowed_origins.iter().find(|o| axum::http::HeaderValue::from_str(o).is_err()) {
+            return Err(ConfigError::invalid(
+                "server.cors_allowed_origins",
+                format!("holds {bad:?}, not a valid origin"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl ServerSettings {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
+    }
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+    pub fn shutdown_delay(&self) -> Duration {
+        Duration::from_millis(self.shutdown_delay_ms)
+    }
+}
+
+/// One `APP_*` variable as a configuration layer, named so errors can point at it.
+struct EnvVariable {
+    name: String,
+    key: String,
+    value: Value,
+}
+
+impl EnvVariable {
+    fn setting(name: &str, raw: &str) -> Option<Self> {
+        let rest = name.strip_prefix("APP_")?;
+        if rest.is_empty() || LOADER_VARIABLES.contains(&rest) {
+            return None;
+        }
+        Some(Self {
+            name: name.to_owned(),
+            key: rest.to_lowercase().replace("__", "."),
+            value: raw.parse().unwrap_or_else(|never| match never {}),
+        })
+    }
+}
+
+impl Provider for EnvVariable {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(format!("environment variable {}", self.name))
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let dict = figment::util::nest(&self.key, self.value.clone()).into_dict().unwrap_or_default();
+        Ok(Profile::Default.collect(dict))
+    }
+}
+
+fn positive(key: &str, value: u64) -> Result<(), ConfigError> {
+    if value == 0 {
+        return Err(ConfigError::invalid(key, "must be greater than 0"));
+    }
+    Ok(())
+}
+
+fn port_from_platform(raw: &str) -> Result<u16, ConfigError> {
+    raw.trim().parse().map_err(|_| ConfigError::invalid("PORT", format!("is {raw:?}, not a port number (0-65535)")))
+}
+
+/// figment reports every problem it found; an operator wants them on one line.
+fn one_line(error: &figment::Error) -> String {
+    error
+        .clone()
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let kind = e.kind.to_string();
+            match (key.is_empty(), e.metadata.as_ref()) {
+                (true, _) => kind,
+                (false, Some(meta)) => format!("`{key}` {kind} (from {})", meta.name),
+                (false, None) => format!("`{key}` {kind}"),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}

@@ -1,0 +1,184 @@
+//! Every error the HTTP surface can answer with, and how each becomes RFC 9457 problem details.
+//!
+//! Handlers return [`ApiError`]; its `IntoResponse` attaches a [`Problem`] to the response, and the
+//! `problem` middleware is the one place that writes it out (adding the request id). Client-facing
+//! text lives in the problem; server-side detail (an internal error's source) is logged and never
+//! sent.
+
+use std::borrow::Cow;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::operations::OperationsError;
+
+/// The media type of every error body.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error("unprocessable: {0}")]
+    Unprocessable(String),
+    #[error("unsupported media type: {0}")]
+    UnsupportedMediaType(String),
+    #[error("payload too large")]
+    PayloadTooLarge,
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("conflict: {0}")]
+    Conflict(&'static str, String),
+    #[error("request timed out")]
+    Timeout,
+    #[error("unavailable: {detail}")]
+    Unavailable { kind: &'static str, detail: String, retry_after_secs: u64 },
+    /// A failure on our side. The message is logged; the client sees only a generic problem.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn problem(&self) -> Problem {
+        match self {
+            Self::InvalidRequest(detail) => {
+                Problem::new(StatusCode::BAD_REQUEST, "invalid-request", "The request is invalid").detail(detail)
+            }
+            Self::Unprocessable(detail) => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "validation-failed", "The request body does not fit")
+                    .detail(detail)
+            }
+            Self::UnsupportedMediaType(detail) => {
+                Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type")
+                    .detail(detail)
+            }
+            Self::PayloadTooLarge => {
+                Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "The request body is too large")
+            }
+            Self::NotFound(detail) => Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found").detail(detail),
+            Self::MethodNotAllowed => {
+                Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed")
+            }
+            Self::Conflict(kind, detail) => {
+                Problem::new(StatusCode::CONFLICT, *kind, "Conflict with the current state").detail(detail)
+            }
+            Self::Timeout => {
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "request-timeout", "The server did not answer in time")
+                    .detail("the request took longer than the configured request timeout and was abandoned")
+                    .retry_after(1)
+            }
+            Self::Unavailable { kind, detail, retry_after_secs } => {
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, *kind, "Service unavailable")
+                    .detail(detail)
+                    .retry_after(*retry_after_secs)
+            }
+            Self::Internal(_) => Problem::internal(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let Self::Internal(source) = &self {
+            tracing::error!(error = %source, "internal error");
+        }
+        self.problem().into_response()
+    }
+}
+
+/// RFC 9457 problem details. `type` is a stable slug (a relative URI reference) that clients may
+/// match on; the README lists them all.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: Cow<'static, str>,
+    pub title: Cow<'static, str>,
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(skip)]
+    pub retry_after_secs: Option<u64>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, kind: impl Into<Cow<'static, str>>, title: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            kind: kind.into(),
+            title: title.into(),
+            status: status.as_u16(),
+            detail: None,
+            request_id: None,
+            retry_after_secs: None,
+        }
+    }
+
+    pub fn internal() -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal server error")
+            .detail("the server failed to handle this request; the request id identifies it in our logs")
+    }
+
+    /// A problem for an error response produced outside keel's own code (a layer, a framework
+    /// default), so that every error still speaks problem+json.
+    pub fn for_status(status: StatusCode) -> Self {
+        match status {
+            StatusCode::NOT_FOUND => ApiError::NotFound("no route matches this path".to_owned()).problem(),
+            StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed.problem(),
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge.problem(),
+            s if s.is_server_error() => Self { status: s.as_u16(), ..Self::internal() },
+            s => Self::new(s, "http-error", s.canonical_reason().unwrap_or("Error")),
+        }
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs);
+        self
+    }
+
+    pub fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+}
+
+impl IntoResponse for Problem {
+    /// The body is written by the `problem` middleware, which knows the request id; this only
+    /// sets the status and hands the problem over.
+    fn into_response(self) -> Response {
+        let mut response = self.status_code().into_response();
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+impl From<OperationsError> for ApiError {
+    fn from(error: OperationsError) -> Self {
+        use OperationsError as E;
+        let unavailable =
+            |kind, detail: &str| Self::Unavailable { kind, detail: detail.to_owned(), retry_after_secs: 1 };
+        match error {
+            E::UnknownKind(_) | E::InvalidInput(_) | E::TimeoutTooLong { .. } => Self::Unprocessable(error.to_string()),
+            E::IdempotencyConflict => Self::Conflict(
+                "idempotency-key-reused",
+                "this Idempotency-Key was used with a different request body".to_owned(),
+            ),
+            E::QueueFull => unavailable("queue-full", "too many operations are waiting; retry later"),
+            E::ShuttingDown => unavailable("shutting-down", "this instance is shutting down; retry against another"),
+            E::NotFound => Self::NotFound("no operation has this id".to_owned()),
+            E::AlreadyFinished => Self::Conflict("operation-finished", "the operation has finished already".to_owned()),
+            E::NotFinished => Self::Conflict(
+                "operation-not-finished",
+                "the operation is still queued or running; cancel it first".to_owned(),
+            ),
+            E::Store(source) => Self::Internal(source.to_string()),
+        }
+    }
+}

@@ -1,0 +1,3 @@
+pub mod health;
+pub mod operations;
+pub mod root;

@@ -1,0 +1,235 @@
+//! `/v1/operations`: submit, poll, list, wait on, stream, cancel and delete long-running
+//! operations. The shapes follow Google AIP-151 and the Azure REST guidelines (`202 Accepted` with
+//! `Operation-Location`), in plain REST; the README has curl examples for each route.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures_util::Stream;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::http::error::ApiError;
+use crate::http::extract::{Json, Path, Query};
+use crate::http::state::AppState;
+use crate::operations::store::{Created, ListQuery, PageToken};
+use crate::operations::{Operation, Status, Submission};
+
+const OPERATION_LOCATION: HeaderName = HeaderName::from_static("operation-location");
+const PREFERENCE_APPLIED: HeaderName = HeaderName::from_static("preference-applied");
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+const DEFAULT_PAGE_SIZE: usize = 50;
+const MAX_PAGE_SIZE: usize = 1000;
+/// How soon a client should poll again, in seconds.
+const POLL_AFTER_SECS: u32 = 1;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/operations", post(submit).get(list))
+        .route("/v1/operations/{id}", get(fetch).delete(remove))
+        .route("/v1/operations/{id}/wait", get(wait))
+        .route("/v1/operations/{id}/cancel", post(cancel))
+        .route("/v1/operations/{id}/events", get(events))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubmitRequest {
+    kind: String,
+    #[serde(default = "empty_object")]
+    input: Value,
+    timeout_ms: Option<u64>,
+}
+
+fn empty_object() -> Value {
+    Value::Object(serde_json::Map::new())
+}
+
+/// `POST /v1/operations`: 202 with `Operation-Location`, or 200 with the finished operation when
+/// `Prefer: wait=N` was given and it finished in time.
+async fn submit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Json(request): Json<SubmitRequest>,
+) -> Result<Response, ApiError> {
+    if request.timeout_ms == Some(0) {
+        return Err(ApiError::Unprocessable("`timeout_ms` must be greater than 0".to_owned()));
+    }
+    let submission = Submission {
+        kind: request.kind,
+        input: request.input,
+        timeout: request.timeout_ms.map(Duration::from_millis),
+        idempotency_key: idempotency_key(&headers)?,
+    };
+    let created = state.executor.submit(submission).await?;
+    let operation = match (preferred_wait(&headers), &created) {
+        (Some(wait), _) => {
+            let max = Duration::from_millis(state.settings.operations.max_wait_ms);
+            let waited = state.executor.wait(&created.operation().id, wait.min(max)).await?;
+            if waited.done() {
+                let applied = HeaderValue::from_str(&format!("wait={}", wait.min(max).as_secs()));
+                let mut response = (StatusCode::OK, axum::Json(waited)).into_response();
+                if let Ok(applied) = applied {
+                    response.headers_mut().insert(PREFERENCE_APPLIED, applied);
+                }
+                return Ok(response);
+            }
+            waited
+        }
+        (None, Created::New(op) | Created::Existing(op)) => op.clone(),
+    };
+    Ok(accepted(operation))
+}
+
+fn accepted(operation: Operation) -> Response {
+    let location = format!("/v1/operations/{}", operation.id);
+    let mut response = (StatusCode::ACCEPTED, axum::Json(operation)).into_response();
+    let headers = response.headers_mut();
+    if let Ok(location) = HeaderValue::from_str(&location) {
+        headers.insert(header::LOCATION, location.clone());
+        headers.insert(OPERATION_LOCATION, location);
+    }
+    headers.insert(header::RETRY_AFTER, HeaderValue::from(POLL_AFTER_SECS));
+    response
+}
+
+/// An `Idempotency-Key` must be 1 to 255 visible ASCII characters; anything else is a client
+/// bug worth a 400 rather than a silently ignored key.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let mut values = headers.get_all(IDEMPOTENCY_KEY).iter();
+    let Some(value) = values.next() else { return Ok(None) };
+    if values.next().is_some() {
+        return Err(ApiError::InvalidRequest("send one `Idempotency-Key` header, not several".to_owned()));
+    }
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY_LEN && k.bytes().all(|b| b.is_ascii_graphic()));
+    match key {
+        Some(key) => Ok(Some(key.to_owned())),
+        None => Err(ApiError::InvalidRequest(format!(
+            "`Idempotency-Key` must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"
+        ))),
+    }
+}
+
+/// `Prefer: wait=N` (RFC 7240), in seconds. Preferences that cannot be parsed are ignored, as
+/// the RFC asks.
+fn preferred_wait(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get_all(header::HeaderName::from_static("prefer"))
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split([',', ';']))
+        .filter_map(|preference| preference.split_once('='))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("wait"))
+        .and_then(|(_, seconds)| seconds.trim().trim_matches('"').parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+async fn fetch(State(state): State<AppState>, Path(id): Path<String>) -> Result<axum::Json<Operation>, ApiError> {
+    Ok(axum::Json(state.executor.get(&id).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListParams {
+    status: Option<String>,
+    kind: Option<String>,
+    page_size: Option<usize>,
+    page_token: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct ListResponse {
+    operations: Vec<Operation>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_page_token: Option<String>,
+}
+
+/// `GET /v1/operations`: newest first, in pages. A page size above the maximum is lowered to it
+/// (AIP-158); zero, or a token this server did not issue, is a 400.
+async fn list(
+    State(state): State<AppState>,
+    Query(params): Query<ListParams>,
+) -> Result<axum::Json<ListResponse>, ApiError> {
+    let status = params.status.as_deref().map(str::parse::<Status>).transpose().map_err(ApiError::InvalidRequest)?;
+    let page_size = match params.page_size {
+        Some(0) => return Err(ApiError::InvalidRequest("`page_size` must be at least 1".to_owned())),
+        Some(size) => size.min(MAX_PAGE_SIZE),
+        None => DEFAULT_PAGE_SIZE,
+    };
+    let page_token = match params.page_token.as_deref() {
+        None | Some("") => None,
+        Some(raw) => Some(
+            PageToken::decode(raw)
+                .ok_or_else(|| ApiError::InvalidRequest("`page_token` is not one this server issued".to_owned()))?,
+        ),
+    };
+    let query = ListQuery { status, kind: params.kind, page_size, page_token };
+    let page = state.executor.list(&query).await?;
+    Ok(axum::Json(ListResponse {
+        operations: page.operations,
+        next_page_token: page.next_page_token.map(PageToken::encode),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WaitParams {
+    timeout_ms: Option<u64>,
+}
+
+/// `GET /v1/operations/{id}/wait`: answers as soon as the operation is done, or with its current
+/// state when the timeout passes; `done` says which.
+async fn wait(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(params): Query<WaitParams>,
+) -> Result<axum::Json<Operation>, ApiError> {
+    let max_ms = state.settings.operations.max_wait_ms;
+    let timeout_ms = params.timeout_ms.unwrap_or(max_ms);
+    if timeout_ms > max_ms {
+        return Err(ApiError::InvalidRequest(format!("`timeout_ms` must be at most {max_ms}")));
+    }
+    Ok(axum::Json(state.executor.wait(&id, Duration::from_millis(timeout_ms)).await?))
+}
+
+/// `POST /v1/operations/{id}/cancel`: 202; the operation is `cancelled` from now on.
+async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let cancelled = state.executor.cancel(&id).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(cancelled)).into_response())
+}
+
+/// `DELETE /v1/operations/{id}`: forgets a finished operation.
+async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    state.executor.delete(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /v1/operations/{id}/events`: Server-Sent Events, an `operation` event with the whole
+/// operation first and at every change of status or progress, ending after the terminal state.
+/// A slow reader may see progress coalesced, never a missed terminal state.
+async fn events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let changes = state.executor.watch(&id).await?;
+    let stream = futures_util::stream::unfold((changes, true, false), |(mut changes, first, ended)| async move {
+        if ended || (!first && changes.changed().await.is_err()) {
+            return None;
+        }
+        let operation = changes.borrow_and_update().clone();
+        let data = serde_json::to_string(&operation).unwrap_or_default();
+        let event = Event::default().event("operation").data(data);
+        Some((Ok(event), (changes, false, operation.done())))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}

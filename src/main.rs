@@ -1,0 +1,57 @@
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use keel::cli::{Cli, Command};
+use keel::config::Settings;
+use keel::{Application, lifecycle, telemetry};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load() {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(settings),
+        Command::Healthcheck { timeout_ms } => {
+            match keel::cli::healthcheck(&settings, Duration::from_millis(timeout_ms)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("unhealthy: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Config => match serde_json::to_string_pretty(&settings) {
+            Ok(json) => {
+                println!("{json}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("cannot print configuration: {error}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn serve(settings: Settings) -> ExitCode {
+    let _telemetry = telemetry::init(&settings.log);
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("cannot start the tokio runtime");
+    let outcome = runtime.block_on(async {
+        let app = Application::build(settings).await?;
+        app.run_until_stopped(lifecycle::shutdown_signal()).await
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "server failed");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,444 @@
+//! Runs operations: the public face of the operation layer, used by the HTTP handlers (or a
+//! queue consumer, a CLI, a test) without knowing how operations are stored.
+//!
+//! - A **dispatcher** task holds the concurrency limit: it takes a free slot, then claims the
+//!   oldest queued operation, so operations start in submission order and never more than
+//!   `max_running` at once.
+//! - Each **run** races the kind's future against its deadline and against cancellation
+//!   (plus a grace period, for code that ignores its token); a panic is caught and becomes
+//!   `failed`. The lease is renewed while it runs, and a lost lease (a cancel from anywhere)
+//!   stops it. The result is written with the lease, so a late result cannot overwrite a
+//!   terminal state.
+//! - A **sweeper** ends what can no longer finish and forgets finished operations after the
+//!   retention period, so memory stays bounded under a steady stream.
+//! - **drain** closes submissions, lets running operations finish within the grace period, and
+//!   cancels the rest, so nothing is left `running`.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use serde_json::Value;
+use time::OffsetDateTime;
+use tokio::sync::{Notify, OwnedSemaphorePermit, RwLock, Semaphore, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::kind::{OperationContext, Registry};
+use super::model::{Operation, OperationError, Outcome, Status};
+use super::store::{
+    Claim, Counts, Created, Idempotency, Lease, ListQuery, NewOperation, OperationStore, Page, StoreError,
+};
+use crate::blocking::{BlockingPool, panic_message};
+use crate::config::OperationSettings;
+
+/// The executor's limits, usually from [`OperationSettings`].
+#[derive(Debug, Clone)]
+pub struct ExecutorSettings {
+    pub max_running: usize,
+    pub queue_capacity: usize,
+    pub max_timeout: Duration,
+    pub retention: Duration,
+    pub cancel_grace: Duration,
+    /// How long a claim holds without a heartbeat; heartbeats go out at a third of it.
+    pub lease_ttl: Duration,
+    /// How often the sweeper expires and purges.
+    pub sweep_interval: Duration,
+    /// How often an idle dispatcher looks for work submitted through a shared store by another
+    /// process; a process-local store wakes it directly.
+    pub poll_interval: Duration,
+}
+
+impl From<&OperationSettings> for ExecutorSettings {
+    fn from(s: &OperationSettings) -> Self {
+        Self {
+            max_running: s.max_running,
+            queue_capacity: s.queue_capacity,
+            max_timeout: Duration::from_millis(s.max_timeout_ms),
+            retention: Duration::from_millis(s.retention_ms),
+            cancel_grace: Duration::from_millis(s.cancel_grace_ms),
+            lease_ttl: Duration::from_secs(30),
+            sweep_interval: Duration::from_secs(1),
+            poll_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+/// A request to run an operation.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub kind: String,
+    pub input: Value,
+    pub timeout: Option<Duration>,
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OperationsError {
+    #[error("unknown operation kind {0:?}")]
+    UnknownKind(String),
+    #[error("input does not fit the kind: {0}")]
+    InvalidInput(String),
+    #[error("timeout of {requested_ms} ms is above the maximum of {max_ms} ms")]
+    TimeoutTooLong { requested_ms: u128, max_ms: u128 },
+    #[error("the idempotency key was used with another request")]
+    IdempotencyConflict,
+    #[error("the queue is full")]
+    QueueFull,
+    #[error("shutting down")]
+    ShuttingDown,
+    #[error("no such operation")]
+    NotFound,
+    #[error("the operation has finished already")]
+    AlreadyFinished,
+    #[error("the operation has not finished")]
+    NotFinished,
+    #[error("store: {0}")]
+    Store(StoreError),
+}
+
+impl From<StoreError> for OperationsError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound => Self::NotFound,
+            StoreError::QueueFull => Self::QueueFull,
+            StoreError::IdempotencyConflict => Self::IdempotencyConflict,
+            StoreError::AlreadyFinished => Self::AlreadyFinished,
+            StoreError::NotFinished => Self::NotFinished,
+            other => Self::Store(other),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Executor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn OperationStore>,
+    registry: Registry,
+    blocking: BlockingPool,
+    settings: ExecutorSettings,
+    worker_id: String,
+    slots: Arc<Semaphore>,
+    work_available: Notify,
+    /// Submissions hold a read guard while they create; drain takes the write guard to close,
+    /// so no submission can slip in after drain has looked at the queue.
+    submissions_open: RwLock<bool>,
+    stopping: CancellationToken,
+    runs: TaskTracker,
+    running: Mutex<HashMap<String, CancellationToken>>,
+    background: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Executor {
+    /// Starts the dispatcher and the sweeper on the current tokio runtime.
+    pub fn start(
+        store: Arc<dyn OperationStore>,
+        registry: Registry,
+        blocking: BlockingPool,
+        settings: ExecutorSettings,
+    ) -> Self {
+        let inner = Arc::new(Inner {
+            slots: Arc::new(Semaphore::new(settings.max_running)),
+            store,
+            registry,
+            blocking,
+            settings,
+            worker_id: uuid::Uuid::new_v4().to_string(),
+            work_available: Notify::new(),
+            submissions_open: RwLock::new(true),
+            stopping: CancellationToken::new(),
+            runs: TaskTracker::new(),
+            running: Mutex::new(HashMap::new()),
+            background: Mutex::new(Vec::new()),
+        });
+        let dispatcher = tokio::spawn(Arc::clone(&inner).dispatch());
+        let sweeper = tokio::spawn(Arc::clone(&inner).sweep());
+        lock(&inner.background).extend([dispatcher, sweeper]);
+        Self { inner }
+    }
+
+    /// Validates and stores a submission; the dispatcher starts it when a slot is free.
+    pub async fn submit(&self, submission: Submission) -> Result<Created, OperationsError> {
+        let open = self.inner.submissions_open.read().await;
+        if !*open {
+            return Err(OperationsError::ShuttingDown);
+        }
+        let new = self.prepare(submission)?;
+        let created = self.inner.store.create(new, self.inner.settings.queue_capacity).await?;
+        drop(open);
+        if matches!(created, Created::New(_)) {
+            self.inner.work_available.notify_one();
+        }
+        Ok(created)
+    }
+
+    fn prepare(&self, submission: Submission) -> Result<NewOperation, OperationsError> {
+        let Submission { kind: name, input, timeout, idempotency_key } = submission;
+        let kind = self.inner.registry.get(&name).ok_or_else(|| OperationsError::UnknownKind(name.clone()))?;
+        kind.check(&input).map_err(OperationsError::InvalidInput)?;
+        let max = self.inner.settings.max_timeout;
+        let timeout = timeout.unwrap_or_else(|| kind.default_timeout().min(max));
+        if timeout > max {
+            return Err(OperationsError::TimeoutTooLong { requested_ms: timeout.as_millis(), max_ms: max.as_millis() });
+        }
+        let idempotency = idempotency_key.map(|key| Idempotency {
+            key,
+            // serde_json sorts object keys, so equal requests give equal fingerprints.
+            fingerprint: serde_json::json!([name, input, timeout.as_millis() as u64]).to_string(),
+        });
+        let now = OffsetDateTime::now_utc();
+        Ok(NewOperation {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            kind: name,
+            input,
+            created_at: now,
+            deadline_at: now + timeout,
+            idempotency,
+        })
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Operation, OperationsError> {
+        self.inner.store.get(id).await?.ok_or(OperationsError::NotFound)
+    }
+
+    pub async fn list(&self, query: &ListQuery) -> Result<Page, OperationsError> {
+        Ok(self.inner.store.list(query).await?)
+    }
+
+    /// A live view of one operation, for streaming its changes.
+    pub async fn watch(&self, id: &str) -> Result<watch::Receiver<Operation>, OperationsError> {
+        self.inner.store.watch(id).await?.ok_or(OperationsError::NotFound)
+    }
+
+    /// The operation as soon as it is done, or as it is when `timeout` passes.
+    pub async fn wait(&self, id: &str, timeout: Duration) -> Result<Operation, OperationsError> {
+        let mut changes = self.watch(id).await?;
+        // An error means the operation was deleted meanwhile; its last state is still here.
+        let _ = tokio::time::timeout(timeout, changes.wait_for(Operation::done)).await;
+        Ok(changes.borrow().clone())
+    }
+
+    /// Ends a queued or running operation as `cancelled` now. A running one is also told to
+    /// stop; whatever it returns later is discarded.
+    pub async fn cancel(&self, id: &str) -> Result<Operation, OperationsError> {
+        let cancelled = self.inner.store.cancel(id, OperationError::cancelled_by_client()).await?;
+        if let Some(token) = lock(&self.inner.running).get(id) {
+            token.cancel();
+        }
+        Ok(cancelled)
+    }
+
+    pub async fn delete(&self, id: &str) -> Result<(), OperationsError> {
+        Ok(self.inner.store.delete(id).await?)
+    }
+
+    pub async fn counts(&self) -> Result<Counts, OperationsError> {
+        Ok(self.inner.store.counts().await?)
+    }
+
+    /// Whether the store answers: part of readiness.
+    pub async fn check_store(&self) -> Result<(), StoreError> {
+        self.inner.store.ping().await
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// Closes submissions, gives running operations `grace` to finish, then cancels what is
+    /// left with a `shutdown` reason. Queued operations of a process-local store are cancelled
+    /// too; a shared store keeps them for other replicas.
+    pub async fn drain(&self, grace: Duration) {
+        let inner = &self.inner;
+        *inner.submissions_open.write().await = false;
+        inner.stopping.cancel();
+        let background: Vec<_> = lock(&inner.background).drain(..).collect();
+        for task in background {
+            let _ = task.await;
+        }
+        if !inner.store.is_shared() {
+            inner.cancel_queued().await;
+        }
+        inner.runs.close();
+        if tokio::time::timeout(grace, inner.runs.wait()).await.is_ok() {
+            return;
+        }
+        let abandoned: Vec<(String, CancellationToken)> =
+            lock(&inner.running).iter().map(|(id, token)| (id.clone(), token.clone())).collect();
+        tracing::warn!(count = abandoned.len(), "grace period over: cancelling running operations");
+        for (id, token) in abandoned {
+            match inner.store.cancel(&id, OperationError::shutdown()).await {
+                Ok(_) | Err(StoreError::AlreadyFinished | StoreError::NotFound) => {}
+                Err(error) => tracing::error!(operation_id = %id, %error, "could not cancel at shutdown"),
+            }
+            token.cancel();
+        }
+        // Each run drops its work at most `cancel_grace` after its token fires.
+        let _ = tokio::time::timeout(inner.settings.cancel_grace + Duration::from_secs(1), inner.runs.wait()).await;
+    }
+}
+
+impl Inner {
+    async fn dispatch(self: Arc<Self>) {
+        loop {
+            let slot = tokio::select! {
+                biased;
+                () = self.stopping.cancelled() => return,
+                slot = Arc::clone(&self.slots).acquire_owned() => match slot {
+                    Ok(slot) => slot,
+                    Err(_) => return,
+                },
+            };
+            match self.store.claim(&self.worker_id, self.settings.lease_ttl).await {
+                Ok(Some(claim)) => {
+                    self.runs.spawn(Arc::clone(&self).run(claim, slot));
+                }
+                Ok(None) => {
+                    drop(slot);
+                    self.idle().await;
+                }
+                Err(error) => {
+                    drop(slot);
+                    tracing::error!(%error, "could not claim an operation");
+                    self.idle().await;
+                }
+            }
+        }
+    }
+
+    /// Waits for a submission (or, with a shared store, for the next poll).
+    async fn idle(&self) {
+        let poll = async {
+            if self.store.is_shared() {
+                tokio::time::sleep(self.settings.poll_interval).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            () = self.work_available.notified() => {}
+            () = poll => {}
+            () = self.stopping.cancelled() => {}
+        }
+    }
+
+    async fn run(self: Arc<Self>, claim: Claim, _slot: OwnedSemaphorePermit) {
+        let Claim { operation, lease } = claim;
+        let token = CancellationToken::new();
+        lock(&self.running).insert(operation.id.clone(), token.clone());
+        let outcome = self.execute(operation, &lease, &token).await;
+        // Blocking work that outlived the race polls this token to stop.
+        token.cancel();
+        lock(&self.running).remove(&lease.operation_id);
+        match self.store.finish(&lease, outcome).await {
+            Ok(finished) => {
+                tracing::debug!(operation_id = %finished.id, status = finished.status.as_str(), "operation finished")
+            }
+            Err(StoreError::LeaseLost) => {
+                tracing::debug!(operation_id = %lease.operation_id, "result discarded: the operation had already ended");
+            }
+            Err(error) => {
+                tracing::error!(operation_id = %lease.operation_id, %error, "could not record an operation's end")
+            }
+        }
+    }
+
+    async fn execute(&self, operation: Operation, lease: &Lease, token: &CancellationToken) -> Outcome {
+        let Some(kind) = self.registry.get(&operation.kind) else {
+            return Outcome::Failed(OperationError::failed(format!(
+                "kind {:?} is not registered here",
+                operation.kind
+            )));
+        };
+        let remaining = operation.deadline_at - OffsetDateTime::now_utc();
+        let Ok(remaining) = Duration::try_from(remaining) else {
+            return Outcome::Failed(OperationError::deadline_exceeded());
+        };
+        let ctx = OperationContext::new(Arc::clone(&self.store), lease.clone(), token.clone(), self.blocking.clone());
+        let work = AssertUnwindSafe(kind.run(ctx, operation.input)).catch_unwind();
+        tokio::select! {
+            result = work => match result {
+                Ok(Ok(value)) => Outcome::Succeeded(value),
+                Ok(Err(error)) => Outcome::Failed(error),
+                Err(payload) => {
+                    tracing::error!(operation_id = %operation.id, panic = %panic_message(payload.as_ref()), "operation panicked");
+                    Outcome::Failed(OperationError::internal())
+                }
+            },
+            () = tokio::time::sleep(remaining) => Outcome::Failed(OperationError::deadline_exceeded()),
+            // Cancellation has already ended the operation in the store; this only bounds how
+            // long code that ignores its token keeps a slot.
+            () = async { token.cancelled().await; tokio::time::sleep(self.settings.cancel_grace).await } => {
+                Outcome::Cancelled(OperationError::cancelled_by_client())
+            }
+            outcome = self.keep_lease(lease, token) => outcome,
+        }
+    }
+
+    /// Renews the lease until it is lost, then trips `token`. Never completes by itself.
+    async fn keep_lease(&self, lease: &Lease, token: &CancellationToken) -> Outcome {
+        let every = self.settings.lease_ttl / 3;
+        loop {
+            tokio::time::sleep(every).await;
+            match self.store.heartbeat(lease, self.settings.lease_ttl).await {
+                Ok(()) => {}
+                Err(StoreError::LeaseLost) => {
+                    token.cancel();
+                    return std::future::pending().await;
+                }
+                Err(error) => tracing::warn!(operation_id = %lease.operation_id, %error, "heartbeat failed"),
+            }
+        }
+    }
+
+    async fn sweep(self: Arc<Self>) {
+        let mut ticks = tokio::time::interval(self.settings.sweep_interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = self.stopping.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            let now = OffsetDateTime::now_utc();
+            match self.store.expire(now).await {
+                Ok(ended) if !ended.is_empty() => {
+                    tracing::info!(count = ended.len(), "expired operations that could no longer finish")
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "could not expire operations"),
+            }
+            if let Err(error) = self.store.purge_finished(now - self.settings.retention).await {
+                tracing::warn!(%error, "could not purge finished operations");
+            }
+        }
+    }
+
+    async fn cancel_queued(&self) {
+        let query = ListQuery { status: Some(Status::Queued), page_size: 1024, ..ListQuery::default() };
+        loop {
+            let queued = match self.store.list(&query).await {
+                Ok(page) => page.operations,
+                Err(error) => return tracing::error!(%error, "could not list queued operations at shutdown"),
+            };
+            if queued.is_empty() {
+                return;
+            }
+            for operation in queued {
+                if let Err(error) = self.store.cancel(&operation.id, OperationError::shutdown()).await {
+                    tracing::debug!(operation_id = %operation.id, %error, "queued operation ended before shutdown could cancel it");
+                }
+            }
+        }
+    }
+}
+
+/// The guarded maps hold plain data that no panic can leave half-changed.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

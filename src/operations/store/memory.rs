@@ -1,0 +1,279 @@
+//! The embedded default: operations in this process's memory, so `make run` needs nothing else.
+//!
+//! Each operation lives inside its own `watch::Sender`, the single copy that readers, waiters
+//! and event streams all see. Side indexes keep every call proportional to what it touches:
+//! creation order for listing, the queue in submission order, and finish order for retention.
+//! One mutex guards all of it; nothing awaits while holding it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use tokio::sync::watch;
+
+use super::{Claim, Counts, Created, Lease, ListQuery, NewOperation, OperationStore, Page, PageToken, StoreError};
+use crate::operations::model::{Operation, OperationError, Outcome, Progress, Status};
+
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    records: HashMap<String, Record>,
+    /// Creation order → id: listing walks it newest first.
+    by_seq: BTreeMap<u64, String>,
+    /// Queued operations in submission order.
+    queue: BTreeMap<u64, String>,
+    running: BTreeSet<String>,
+    /// (finished at, seq) → id: retention removes from the front.
+    finished: BTreeMap<(OffsetDateTime, u64), String>,
+    /// Idempotency key → (fingerprint, id).
+    idempotency: HashMap<String, (String, String)>,
+    next_seq: u64,
+    next_lease: u64,
+}
+
+struct Record {
+    seq: u64,
+    state: watch::Sender<Operation>,
+    lease: Option<HeldLease>,
+    idempotency_key: Option<String>,
+}
+
+struct HeldLease {
+    token: u64,
+    expires_at: OffsetDateTime,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves plain data behind, never a half-applied change
+        // that later calls could trip over, so the poison flag carries no information here.
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Inner {
+    fn record(&self, id: &str) -> Result<&Record, StoreError> {
+        self.records.get(id).ok_or(StoreError::NotFound)
+    }
+
+    fn leased(&self, lease: &Lease) -> Result<&Record, StoreError> {
+        let record = self.records.get(&lease.operation_id).ok_or(StoreError::LeaseLost)?;
+        match &record.lease {
+            Some(held) if held.token == lease.token => Ok(record),
+            _ => Err(StoreError::LeaseLost),
+        }
+    }
+
+    /// Moves `id` to a terminal state and out of the queue and running indexes.
+    fn end(&mut self, id: &str, outcome: Outcome, now: OffsetDateTime) -> Result<Operation, StoreError> {
+        let record = self.records.get_mut(id).ok_or(StoreError::NotFound)?;
+        if record.state.borrow().done() {
+            return Err(StoreError::AlreadyFinished);
+        }
+        record.lease = None;
+        record.state.send_modify(|op| op.finish(outcome, now));
+        let seq = record.seq;
+        let snapshot = record.state.borrow().clone();
+        self.queue.remove(&seq);
+        self.running.remove(id);
+        self.finished.insert((now, seq), id.to_owned());
+        Ok(snapshot)
+    }
+
+    fn remove(&mut self, id: &str) {
+        if let Some(record) = self.records.remove(id) {
+            self.by_seq.remove(&record.seq);
+            if let Some(finished_at) = record.state.borrow().finished_at {
+                self.finished.remove(&(finished_at, record.seq));
+            }
+            if let Some(key) = record.idempotency_key {
+                self.idempotency.remove(&key);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl OperationStore for MemoryStore {
+    async fn create(&self, new: NewOperation, queue_capacity: usize) -> Result<Created, StoreError> {
+        let mut inner = self.lock();
+        if let Some(idem) = &new.idempotency
+            && let Some((fingerprint, id)) = inner.idempotency.get(&idem.key)
+        {
+            if *fingerprint != idem.fingerprint {
+                return Err(StoreError::IdempotencyConflict);
+            }
+            return Ok(Created::Existing(inner.record(id)?.state.borrow().clone()));
+        }
+        if inner.queue.len() >= queue_capacity {
+            return Err(StoreError::QueueFull);
+        }
+        let seq = inner.next_seq;
+        inner.next_seq += 1;
+        let operation = Operation {
+            id: new.id.clone(),
+            kind: new.kind,
+            status: Status::Queued,
+            input: new.input,
+            progress: Progress::default(),
+            result: None,
+            error: None,
+            created_at: new.created_at,
+            started_at: None,
+            finished_at: None,
+            deadline_at: new.deadline_at,
+        };
+        let idempotency_key = new.idempotency.map(|idem| {
+            inner.idempotency.insert(idem.key.clone(), (idem.fingerprint, new.id.clone()));
+            idem.key
+        });
+        let (state, _) = watch::channel(operation.clone());
+        inner.records.insert(new.id.clone(), Record { seq, state, lease: None, idempotency_key });
+        inner.by_seq.insert(seq, new.id.clone());
+        inner.queue.insert(seq, new.id);
+        Ok(Created::New(operation))
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Operation>, StoreError> {
+        Ok(self.lock().records.get(id).map(|r| r.state.borrow().clone()))
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        let inner = self.lock();
+        let before = query.page_token.map_or(u64::MAX, |token| token.0);
+        let mut operations = Vec::with_capacity(query.page_size.min(256));
+        let mut last_seq = None;
+        let mut more = false;
+        for (seq, id) in inner.by_seq.range(..before).rev() {
+            let op = inner.records[id].state.borrow();
+            if query.status.is_some_and(|s| s != op.status) || query.kind.as_ref().is_some_and(|k| *k != op.kind) {
+                continue;
+            }
+            if operations.len() == query.page_size {
+                more = true;
+                break;
+            }
+            operations.push(op.clone());
+            last_seq = Some(*seq);
+        }
+        let next_page_token = last_seq.filter(|_| more).map(PageToken);
+        Ok(Page { operations, next_page_token })
+    }
+
+    async fn claim(&self, worker: &str, lease_ttl: Duration) -> Result<Option<Claim>, StoreError> {
+        let _ = worker; // One process owns a memory store; a shared store records the worker.
+        let mut inner = self.lock();
+        let Some((_, id)) = inner.queue.pop_first() else { return Ok(None) };
+        inner.next_lease += 1;
+        let token = inner.next_lease;
+        let now = OffsetDateTime::now_utc();
+        inner.running.insert(id.clone());
+        let record = inner.records.get_mut(&id).ok_or(StoreError::NotFound)?;
+        record.lease = Some(HeldLease { token, expires_at: now + lease_ttl });
+        record.state.send_modify(|op| {
+            op.status = Status::Running;
+            op.started_at = Some(now);
+        });
+        let operation = record.state.borrow().clone();
+        Ok(Some(Claim { operation, lease: Lease { operation_id: id, token } }))
+    }
+
+    async fn heartbeat(&self, lease: &Lease, lease_ttl: Duration) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner.leased(lease)?;
+        if let Some(held) = inner.records.get_mut(&lease.operation_id).and_then(|r| r.lease.as_mut()) {
+            held.expires_at = OffsetDateTime::now_utc() + lease_ttl;
+        }
+        Ok(())
+    }
+
+    async fn set_progress(&self, lease: &Lease, progress: Progress) -> Result<(), StoreError> {
+        let inner = self.lock();
+        inner.leased(lease)?.state.send_if_modified(|op| {
+            let changed = op.progress != progress;
+            op.progress = progress;
+            changed
+        });
+        Ok(())
+    }
+
+    async fn finish(&self, lease: &Lease, outcome: Outcome) -> Result<Operation, StoreError> {
+        let mut inner = self.lock();
+        inner.leased(lease)?;
+        inner.end(&lease.operation_id, outcome, OffsetDateTime::now_utc())
+    }
+
+    async fn cancel(&self, id: &str, reason: OperationError) -> Result<Operation, StoreError> {
+        self.lock().end(id, Outcome::Cancelled(reason), OffsetDateTime::now_utc())
+    }
+
+    async fn delete(&self, id: &str) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if !inner.record(id)?.state.borrow().done() {
+            return Err(StoreError::NotFinished);
+        }
+        inner.remove(id);
+        Ok(())
+    }
+
+    async fn expire(&self, now: OffsetDateTime) -> Result<Vec<Operation>, StoreError> {
+        let mut inner = self.lock();
+        let lost: Vec<String> = inner
+            .running
+            .iter()
+            .filter(|id| inner.records[*id].lease.as_ref().is_some_and(|l| l.expires_at < now))
+            .cloned()
+            .collect();
+        let overdue: Vec<String> =
+            inner.queue.values().filter(|id| inner.records[*id].state.borrow().deadline_at < now).cloned().collect();
+        let mut ended = Vec::with_capacity(lost.len() + overdue.len());
+        for id in lost {
+            ended.push(inner.end(&id, Outcome::Failed(OperationError::worker_lost()), now)?);
+        }
+        for id in overdue {
+            ended.push(inner.end(&id, Outcome::Failed(OperationError::deadline_exceeded()), now)?);
+        }
+        Ok(ended)
+    }
+
+    async fn purge_finished(&self, cutoff: OffsetDateTime) -> Result<usize, StoreError> {
+        let mut inner = self.lock();
+        let mut purged = 0;
+        while let Some(entry) = inner.finished.first_entry() {
+            if entry.key().0 >= cutoff {
+                break;
+            }
+            let id = entry.remove();
+            inner.remove(&id);
+            purged += 1;
+        }
+        Ok(purged)
+    }
+
+    async fn watch(&self, id: &str) -> Result<Option<watch::Receiver<Operation>>, StoreError> {
+        Ok(self.lock().records.get(id).map(|r| r.state.subscribe()))
+    }
+
+    async fn counts(&self) -> Result<Counts, StoreError> {
+        let inner = self.lock();
+        Ok(Counts { queued: inner.queue.len(), running: inner.running.len(), finished: inner.finished.len() })
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn is_shared(&self) -> bool {
+        false
+    }
+}

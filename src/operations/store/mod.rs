@@ -1,0 +1,185 @@
+//! Where operations live, behind one trait so that the in-memory store and a shared one
+//! (Postgres, for several replicas) are interchangeable under the same executor and HTTP layer.
+//!
+//! The contract is written for several worker processes sharing one store:
+//! - **claiming**: `claim` hands the oldest queued operation to exactly one worker, under a lease;
+//! - **leases**: the worker renews them with `heartbeat`; `expire` ends operations whose worker
+//!   stopped renewing;
+//! - **fencing**: `set_progress` and `finish` need the current [`Lease`], so a stale worker (one
+//!   whose operation was cancelled, expired or re-leased) cannot overwrite anything;
+//! - **cancellation across processes**: `cancel` ends the operation at once and invalidates its
+//!   lease, so the worker's next heartbeat tells it to stop, wherever it runs.
+//!
+//! Every implementation must pass the conformance suite in `tests/store_conformance.rs`.
+
+mod memory;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use time::OffsetDateTime;
+use tokio::sync::watch;
+
+pub use memory::MemoryStore;
+
+use super::model::{Operation, OperationError, Outcome, Progress, Status};
+
+#[async_trait]
+pub trait OperationStore: Send + Sync + 'static {
+    /// Stores a new `queued` operation, unless `new.idempotency` names one created earlier (then
+    /// that one is returned) or `queue_capacity` operations are queued already.
+    async fn create(&self, new: NewOperation, queue_capacity: usize) -> Result<Created, StoreError>;
+
+    async fn get(&self, id: &str) -> Result<Option<Operation>, StoreError>;
+
+    /// Newest first, resuming strictly after `query.page_token`, so that operations created
+    /// meanwhile are neither skipped nor repeated.
+    async fn list(&self, query: &ListQuery) -> Result<Page, StoreError>;
+
+    /// Marks the oldest queued operation `running` under a fresh lease for `worker`.
+    async fn claim(&self, worker: &str, lease_ttl: Duration) -> Result<Option<Claim>, StoreError>;
+
+    /// Extends the lease; [`StoreError::LeaseLost`] means the worker must stop.
+    async fn heartbeat(&self, lease: &Lease, lease_ttl: Duration) -> Result<(), StoreError>;
+
+    async fn set_progress(&self, lease: &Lease, progress: Progress) -> Result<(), StoreError>;
+
+    /// Ends a claimed operation, only if `lease` is still its current lease.
+    async fn finish(&self, lease: &Lease, outcome: Outcome) -> Result<Operation, StoreError>;
+
+    /// Ends a queued or running operation as `cancelled` at once and invalidates its lease.
+    /// [`StoreError::AlreadyFinished`] if it had ended already.
+    async fn cancel(&self, id: &str, reason: OperationError) -> Result<Operation, StoreError>;
+
+    /// Removes a finished operation. [`StoreError::NotFinished`] while it is queued or running.
+    async fn delete(&self, id: &str) -> Result<(), StoreError>;
+
+    /// Fails what can no longer finish as of `now`: running operations whose lease expired
+    /// (`worker-lost`) and queued ones past their deadline (`deadline-exceeded`).
+    async fn expire(&self, now: OffsetDateTime) -> Result<Vec<Operation>, StoreError>;
+
+    /// Removes operations that finished before `cutoff`; returns how many.
+    async fn purge_finished(&self, cutoff: OffsetDateTime) -> Result<usize, StoreError>;
+
+    /// A live view of one operation: the receiver always holds its latest state. A slow reader
+    /// may miss intermediate states, never the latest one.
+    async fn watch(&self, id: &str) -> Result<Option<watch::Receiver<Operation>>, StoreError>;
+
+    async fn counts(&self) -> Result<Counts, StoreError>;
+
+    /// Answers when the store is usable; `/readyz` turns 503 when it errors.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Whether other processes share this store. A process-local store cancels its queued
+    /// operations on shutdown (nobody else could run them); a shared one leaves them queued.
+    fn is_shared(&self) -> bool;
+}
+
+/// A validated submission, ready to store.
+#[derive(Debug, Clone)]
+pub struct NewOperation {
+    pub id: String,
+    pub kind: String,
+    pub input: Value,
+    pub created_at: OffsetDateTime,
+    pub deadline_at: OffsetDateTime,
+    pub idempotency: Option<Idempotency>,
+}
+
+/// An `Idempotency-Key` and a fingerprint of the request it came with: the same key with
+/// another fingerprint is a client bug, not a retry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idempotency {
+    pub key: String,
+    pub fingerprint: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum Created {
+    New(Operation),
+    /// The same idempotency key and request were seen before; nothing new was created.
+    Existing(Operation),
+}
+
+impl Created {
+    pub fn operation(&self) -> &Operation {
+        match self {
+            Self::New(op) | Self::Existing(op) => op,
+        }
+    }
+}
+
+/// The right to run one operation, fenced by a token that changes with every claim and cancel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub operation_id: String,
+    pub token: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub operation: Operation,
+    pub lease: Lease,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub status: Option<Status>,
+    pub kind: Option<String>,
+    pub page_size: usize,
+    pub page_token: Option<PageToken>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub operations: Vec<Operation>,
+    pub next_page_token: Option<PageToken>,
+}
+
+/// Where a listing resumes: the position of the last operation of the previous page in
+/// creation order. Opaque to clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageToken(pub u64);
+
+impl PageToken {
+    const PREFIX: &'static str = "v1.";
+
+    pub fn encode(self) -> String {
+        format!("{}{:x}", Self::PREFIX, self.0)
+    }
+
+    pub fn decode(raw: &str) -> Option<Self> {
+        let hex = raw.strip_prefix(Self::PREFIX)?;
+        if hex.is_empty() || hex.len() > 16 {
+            return None;
+        }
+        u64::from_str_radix(hex, 16).ok().map(Self)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub queued: usize,
+    pub running: usize,
+    pub finished: usize,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("no such operation")]
+    NotFound,
+    #[error("the queue is full")]
+    QueueFull,
+    #[error("the idempotency key was used with another request")]
+    IdempotencyConflict,
+    #[error("the operation has finished already")]
+    AlreadyFinished,
+    #[error("the operation has not finished")]
+    NotFinished,
+    /// The lease was invalidated: the operation was cancelled, expired or claimed again.
+    #[error("the lease on this operation is no longer held")]
+    LeaseLost,
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}

@@ -1,0 +1,141 @@
+//! Building and running the application: the one code path shared by `main` and the tests.
+//!
+//! `Application::build` binds the listener (port 0 gives a free one, which `port()` reports)
+//! and starts the operation executor; `run_until_stopped` serves until the shutdown future
+//! resolves, then drains.
+//!
+//! keel drives hyper directly rather than through `axum::serve` for two production needs:
+//! a header read timeout (a client that never finishes its request head is cut off) and a
+//! drain that closes idle keep-alive connections at once while in-flight requests finish.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+
+use crate::blocking::BlockingPool;
+use crate::config::Settings;
+use crate::http::{self, AppState};
+use crate::lifecycle::{Lifecycle, Phase};
+use crate::operations::kinds;
+use crate::operations::{Executor, ExecutorSettings, MemoryStore, Registry};
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    router: Router,
+}
+
+impl Application {
+    /// Builds keel with the operation kinds of `operations::kinds::registry()`.
+    pub async fn build(settings: Settings) -> std::io::Result<Self> {
+        Self::build_with(settings, kinds::registry(), http::routes()).await
+    }
+
+    /// Builds keel with the given kinds and routes; tests use it to add their own.
+    pub async fn build_with(
+        settings: Settings,
+        registry: Registry,
+        routes: axum::Router<AppState>,
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port)).await?;
+        let state = build_state(settings, registry);
+        let router = http::app(routes, state.clone());
+        Ok(Self { listener, state, router })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then: `/readyz` turns 503 at once; after
+    /// `shutdown_delay` the listener closes; in-flight requests and running operations get
+    /// `shutdown_grace` to finish; whatever is left is abandoned and logged.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> std::io::Result<()> {
+        let Self { listener, state, router } = self;
+        let server = &state.settings.server;
+        let mut connections = auto::Builder::new(TokioExecutor::new());
+        connections.http1().timer(TokioTimer::new()).header_read_timeout(server.header_read_timeout());
+        let graceful = GracefulShutdown::new();
+        let open = Arc::new(AtomicUsize::new(0));
+
+        state.lifecycle.set(Phase::Ready);
+        tracing::info!(address = %listener.local_addr()?, environment = %state.settings.environment, "listening");
+        let accepting = async {
+            shutdown.await;
+            state.lifecycle.set(Phase::Draining);
+            tracing::info!(delay_ms = server.shutdown_delay_ms, "draining: /readyz now answers 503");
+            tokio::time::sleep(server.shutdown_delay()).await;
+        };
+        tokio::pin!(accepting);
+        loop {
+            let stream = tokio::select! {
+                () = &mut accepting => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(error) => {
+                        // Usually out of file descriptors: back off instead of spinning.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let service = TowerToHyperService::new(router.clone());
+            let connection = connections.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+            let connection = graceful.watch(connection);
+            let open = Arc::clone(&open);
+            open.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    tracing::debug!(%error, "connection ended with an error");
+                }
+                open.fetch_sub(1, Ordering::Relaxed);
+            });
+        }
+        drop(listener);
+
+        let grace = server.shutdown_grace();
+        tracing::info!(grace_ms = server.shutdown_grace_ms, "listener closed; finishing in-flight work");
+        let requests = async {
+            if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+                tracing::warn!(
+                    connections = open.load(Ordering::Relaxed),
+                    "grace period over: abandoning open connections"
+                );
+            }
+        };
+        tokio::join!(requests, state.executor.drain(grace));
+        tracing::info!("shutdown complete");
+        Ok(())
+    }
+}
+
+/// Wires the shared state; needs a tokio runtime (the executor starts its tasks).
+pub fn build_state(settings: Settings, registry: Registry) -> AppState {
+    let blocking = BlockingPool::new(settings.blocking.max_parallel);
+    let executor = Executor::start(
+        Arc::new(MemoryStore::new()),
+        registry,
+        blocking.clone(),
+        ExecutorSettings::from(&settings.operations),
+    );
+    AppState { settings: Arc::new(settings), lifecycle: Lifecycle::default(), executor, blocking }
+}
