@@ -125,7 +125,12 @@ impl Settings {
             figment = figment.merge(Toml::file(path));
         }
         if let Some(port) = lookup("PORT") {
-            figment = figment.merge(("server.port", port_from_platform(&port)?));
+            let port = port_from_platform(&port)?;
+            figment = figment.merge(EnvVariable {
+                name: "PORT".to_owned(),
+                key: "server.port".to_owned(),
+                value: port.into(),
+            });
         }
         for (name, value) in &vars {
             if let Some(variable) = EnvVariable::setting(name, value) {

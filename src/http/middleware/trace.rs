@@ -19,6 +19,7 @@ pub async fn trace(request: Request, next: Next) -> Response {
     let span = tracing::info_span!("request", method = %request.method(), route = %route, request_id = %request_id);
     let started = Instant::now();
     async move {
+        tracing::debug!("request started");
         let response = next.run(request).await;
         let status = response.status().as_u16();
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;

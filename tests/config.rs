@@ -1,0 +1,86 @@
+//! Configuration layering, overrides and validation.
+
+use keel::config::{LogFormat, Settings};
+
+fn load(vars: &[(&str, &str)]) -> Result<Settings, String> {
+    Settings::load_from(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))).map_err(|e| e.to_string())
+}
+
+#[test]
+fn defaults_need_no_file_and_no_variable() {
+    let settings = load(&[]).unwrap();
+    assert_eq!(settings.environment, "development");
+    assert_eq!(settings.server.host, "127.0.0.1");
+    assert_eq!(settings.server.port, 8080);
+    assert_eq!(settings.log.format, LogFormat::Pretty);
+}
+
+#[test]
+fn the_environment_file_overrides_the_defaults() {
+    let production = load(&[("APP_ENV", "production")]).unwrap();
+    assert_eq!(production.server.host, "0.0.0.0");
+    assert_eq!(production.log.format, LogFormat::Json);
+    assert_eq!(production.server.port, 8080, "what the environment file does not set stays");
+    assert_eq!(load(&[("APP_ENV", "test")]).unwrap().server.port, 0);
+}
+
+#[test]
+fn an_unknown_environment_is_refused() {
+    let error = load(&[("APP_ENV", "staging")]).unwrap_err();
+    assert!(error.contains("APP_ENV") && error.contains("staging"), "{error}");
+}
+
+#[test]
+fn variables_override_nested_keys() {
+    let settings =
+        load(&[("APP_SERVER__PORT", "9000"), ("APP_OPERATIONS__MAX_RUNNING", "3"), ("APP_LOG__FORMAT", "json")])
+            .unwrap();
+    assert_eq!(settings.server.port, 9000);
+    assert_eq!(settings.operations.max_running, 3);
+    assert_eq!(settings.log.format, LogFormat::Json);
+}
+
+#[test]
+fn port_is_honoured_and_app_variables_win_over_it() {
+    assert_eq!(load(&[("PORT", "7000")]).unwrap().server.port, 7000);
+    assert_eq!(load(&[("PORT", "7000"), ("APP_SERVER__PORT", "9000")]).unwrap().server.port, 9000);
+    let error = load(&[("PORT", "http")]).unwrap_err();
+    assert!(error.contains("PORT"), "{error}");
+}
+
+#[test]
+fn a_config_file_overrides_the_environment_file() {
+    let path = std::env::temp_dir().join(format!("keel-config-{}.toml", std::process::id()));
+    std::fs::write(&path, "[server]\nport = 6000\n").unwrap();
+    let settings = load(&[("APP_CONFIG_FILE", path.to_str().unwrap())]).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(settings.server.port, 6000);
+    let error = load(&[("APP_CONFIG_FILE", "/no/such/file.toml")]).unwrap_err();
+    assert!(error.contains("APP_CONFIG_FILE"), "{error}");
+}
+
+#[test]
+fn an_invalid_value_names_the_key() {
+    let error = load(&[("APP_SERVER__PORT", "eighty")]).unwrap_err();
+    assert!(error.contains("server.port") && error.contains("APP_SERVER__PORT"), "{error}");
+    let error = load(&[("APP_SERVER__PORT", "70000")]).unwrap_err();
+    assert!(error.contains("server.port"), "{error}");
+    let error = load(&[("APP_OPERATIONS__MAX_RUNNING", "0")]).unwrap_err();
+    assert!(error.contains("operations.max_running") && error.contains("greater than 0"), "{error}");
+    let error = load(&[("APP_LOG__FORMAT", "xml")]).unwrap_err();
+    assert!(error.contains("log.format"), "{error}");
+    let error = load(&[("APP_SERVER__HOST", "not a host")]).unwrap_err();
+    assert!(error.contains("server.host"), "{error}");
+}
+
+#[test]
+fn an_unknown_key_is_refused_rather_than_ignored() {
+    let error = load(&[("APP_SERVER__PROT", "9000")]).unwrap_err();
+    assert!(error.contains("prot"), "{error}");
+}
+
+#[test]
+fn long_polls_must_end_before_the_request_timeout() {
+    let error = load(&[("APP_OPERATIONS__MAX_WAIT_MS", "60000")]).unwrap_err();
+    assert!(error.contains("operations.max_wait_ms"), "{error}");
+}

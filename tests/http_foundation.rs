@@ -1,0 +1,198 @@
+//! The service foundation through its HTTP surface: the seed's handler, middleware, errors,
+//! health and the request-scoped examples.
+
+mod common;
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::Request;
+
+use common::{get, post_json, router, router_with, send, settings, settings_with, spawn_app};
+use keel::lifecycle::Phase;
+use serde_json::json;
+
+#[tokio::test]
+async fn root_answers_the_seed_result() {
+    let (app, _) = router(settings());
+    let answer = get(&app, "/").await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.text(), "Result: Async operation result");
+    assert_eq!(answer.header("content-type"), Some("text/plain; charset=utf-8"));
+}
+
+#[tokio::test]
+async fn root_answers_over_a_real_socket() {
+    let app = spawn_app(settings()).await;
+    let response = app.client.get(app.url("/")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().contains_key("x-request-id"));
+    assert_eq!(response.text().await.unwrap(), "Result: Async operation result");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_request_id_is_generated_when_absent() {
+    let (app, _) = router(settings());
+    let first = get(&app, "/").await;
+    let second = get(&app, "/").await;
+    let id = first.header("x-request-id").expect("a request id is set");
+    assert_eq!(id.len(), 36, "a UUID: {id}");
+    assert_ne!(Some(id), second.header("x-request-id"), "each request gets its own");
+}
+
+#[tokio::test]
+async fn a_sane_request_id_is_kept() {
+    let (app, _) = router(settings());
+    let request = Request::get("/").header("x-request-id", "client-abc.123").body(Body::empty()).unwrap();
+    assert_eq!(send(&app, request).await.header("x-request-id"), Some("client-abc.123"));
+}
+
+#[tokio::test]
+async fn a_hostile_request_id_is_sanitised_or_replaced() {
+    let (app, _) = router(settings());
+    let request = Request::get("/").header("x-request-id", "ab<script>\"cd").body(Body::empty()).unwrap();
+    assert_eq!(send(&app, request).await.header("x-request-id"), Some("abscriptcd"));
+
+    let long = "x".repeat(10_000);
+    let request = Request::get("/").header("x-request-id", long.as_str()).body(Body::empty()).unwrap();
+    assert_eq!(send(&app, request).await.header("x-request-id").map(str::len), Some(64));
+
+    let request = Request::get("/").header("x-request-id", "<>{}").body(Body::empty()).unwrap();
+    let replaced = send(&app, request).await;
+    assert_eq!(replaced.header("x-request-id").map(str::len), Some(36), "nothing usable: a fresh one");
+}
+
+#[tokio::test]
+async fn a_slow_handler_gets_503_problem() {
+    let (app, _) =
+        router(settings_with(&[("APP_SERVER__REQUEST_TIMEOUT_MS", "50"), ("APP_OPERATIONS__MAX_WAIT_MS", "10")]));
+    let answer = get(&app, "/examples/sleep?ms=5000").await;
+    answer.problem(503, "request-timeout");
+    assert_eq!(answer.header("retry-after"), Some("1"));
+}
+
+#[tokio::test]
+async fn an_oversized_body_gets_413_problem() {
+    let (app, _) = router(settings_with(&[("APP_SERVER__BODY_LIMIT_BYTES", "1024")]));
+    let big = json!({ "kind": "sleep", "input": { "padding": "x".repeat(4096) } });
+    post_json(&app, "/v1/operations", big).await.problem(413, "payload-too-large");
+}
+
+async fn boom() -> &'static str {
+    panic!("kaboom: secret internals")
+}
+
+#[tokio::test]
+async fn a_panicking_handler_gets_500_and_the_server_keeps_serving() {
+    let routes = keel::http::routes().route("/boom", axum::routing::get(boom));
+    let (app, _) = router_with(settings(), keel::operations::kinds::registry(), routes);
+    let answer = get(&app, "/boom").await;
+    let problem = answer.problem(500, "internal");
+    assert!(!answer.text().contains("secret internals"), "panic text is logged, never sent: {problem}");
+    assert_eq!(get(&app, "/").await.status, 200, "the next request is served");
+}
+
+#[tokio::test]
+async fn a_bad_query_gets_400_problem() {
+    let (app, _) = router(settings());
+    get(&app, "/examples/fanout?n=abc&ms=1").await.problem(400, "invalid-request");
+    get(&app, "/examples/fanout?n=3").await.problem(400, "invalid-request");
+    get(&app, "/examples/fanout?n=1000000&ms=1").await.problem(400, "invalid-request");
+}
+
+#[tokio::test]
+async fn bad_json_gets_400_problem() {
+    let (app, _) = router(settings());
+    let request = Request::post("/v1/operations")
+        .header("content-type", "application/json")
+        .body(Body::from("{\"kind\":"))
+        .unwrap();
+    send(&app, request).await.problem(400, "invalid-request");
+}
+
+#[tokio::test]
+async fn a_wrong_content_type_gets_415_problem() {
+    let (app, _) = router(settings());
+    let request = Request::post("/v1/operations").header("content-type", "text/plain").body(Body::from("{}")).unwrap();
+    send(&app, request).await.problem(415, "unsupported-media-type");
+}
+
+#[tokio::test]
+async fn an_unknown_route_gets_404_problem() {
+    let (app, _) = router(settings());
+    get(&app, "/no/such/thing").await.problem(404, "not-found");
+}
+
+#[tokio::test]
+async fn a_wrong_method_gets_405_problem() {
+    let (app, _) = router(settings());
+    let answer = send(&app, Request::delete("/").body(Body::empty()).unwrap()).await;
+    answer.problem(405, "method-not-allowed");
+    assert!(answer.header("allow").is_some_and(|allow| allow.contains("GET")));
+}
+
+#[tokio::test]
+async fn liveness_and_readiness_follow_the_lifecycle() {
+    let (app, state) = router(settings());
+    assert_eq!(get(&app, "/healthz").await.status, 200);
+    assert_eq!(get(&app, "/readyz").await.status, 200);
+    state.lifecycle.set(Phase::Starting);
+    get(&app, "/readyz").await.problem(503, "not-ready");
+    state.lifecycle.set(Phase::Draining);
+    get(&app, "/readyz").await.problem(503, "not-ready");
+    assert_eq!(get(&app, "/healthz").await.status, 200, "still alive while draining");
+}
+
+#[tokio::test]
+async fn responses_are_compressed_when_asked() {
+    let (app, _) = router(settings());
+    let request =
+        Request::get("/examples/fanout?n=50&ms=0").header("accept-encoding", "gzip").body(Body::empty()).unwrap();
+    let answer = send(&app, request).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header("content-encoding"), Some("gzip"));
+}
+
+#[tokio::test]
+async fn cors_follows_configuration() {
+    let request = || Request::get("/").header("origin", "https://app.example").body(Body::empty()).unwrap();
+    let (closed, _) = router(settings());
+    assert!(send(&closed, request()).await.header("access-control-allow-origin").is_none());
+    let (open, _) = router(settings_with(&[("APP_SERVER__CORS_ALLOWED_ORIGINS", "[\"https://app.example\"]")]));
+    assert_eq!(send(&open, request()).await.header("access-control-allow-origin"), Some("https://app.example"));
+}
+
+#[tokio::test]
+async fn fanout_runs_concurrently() {
+    let (app, _) = router(settings());
+    let answer = get(&app, "/examples/fanout?n=20&ms=200").await;
+    assert_eq!(answer.status, 200);
+    let body = answer.json();
+    assert_eq!(body["results"].as_array().unwrap().len(), 20);
+    // Serially this would take 4 s; the generous bound only rules that out.
+    assert!(body["elapsed_ms"].as_u64().unwrap() < 2000, "{body}");
+}
+
+#[tokio::test]
+async fn blocking_work_runs_and_answers() {
+    let (app, _) = router(settings());
+    let answer = get(&app, "/examples/blocking?limit=100000").await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.json()["primes_below_limit"], 9592);
+    get(&app, "/examples/blocking?limit=999999999999").await.problem(400, "invalid-request");
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app(settings_with(&[("APP_SERVER__HEADER_READ_TIMEOUT_MS", "200")])).await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let mut buffer = Vec::new();
+    // The server must close the connection on its own; the outer timeout only stops a hung test.
+    let closed = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut buffer)).await;
+    assert!(closed.is_ok(), "the connection was not closed by the header read timeout");
+    app.stop().await.unwrap();
+}
