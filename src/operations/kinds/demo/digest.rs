@@ -1,6 +1,6 @@
 //! `digest`: CPU-bound hashing on the bounded blocking pool, Tornado's `run_in_executor`. The
 //! work runs in chunks: between chunks it checks the cancellation token (blocking code cannot
-//! `.await` it) and reports progress back through the runtime.
+//! `.await` it), and each new percent of progress goes back to the runtime through a channel.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::Duration;
@@ -12,7 +12,8 @@ use crate::operations::{OperationContext, OperationError, OperationKind};
 
 pub struct Digest;
 
-const CHUNKS: u64 = 20;
+/// Rounds between two looks at the cancellation token: well under a millisecond of work.
+const CHUNK: u64 = 65_536;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,19 +48,24 @@ impl OperationKind for Digest {
         let rounds = input.rounds;
         let job = ctx.blocking().run(move || {
             let mut state = 0u64;
-            let per_chunk = rounds.div_ceil(CHUNKS);
+            let mut reported = 0;
             let mut done = 0;
             while done < rounds {
                 if token.is_cancelled() {
                     return None;
                 }
-                for _ in 0..per_chunk.min(rounds - done) {
+                let chunk = CHUNK.min(rounds - done);
+                for _ in 0..chunk {
                     let mut hasher = DefaultHasher::new();
                     state.hash(&mut hasher);
                     state = hasher.finish();
                 }
-                done += per_chunk.min(rounds - done);
-                let _ = progress_tx.send((done * 100 / rounds) as u8);
+                done += chunk;
+                let percent = (u128::from(done) * 100 / u128::from(rounds)) as u8;
+                if percent > reported {
+                    reported = percent;
+                    let _ = progress_tx.send(percent);
+                }
             }
             Some(state)
         });

@@ -1,0 +1,338 @@
+//! The conformance suite every `OperationStore` must pass. Each case takes a fresh, empty store.
+//!
+//! To run it against a store, in `tests/store_<name>.rs`:
+//!
+//! ```ignore
+//! #[macro_use]
+//! mod conformance;
+//! store_conformance!(|| async { MyStore::connect(...).await });
+//! ```
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use keel::operations::store::{Created, Idempotency, ListQuery, NewOperation, OperationStore, PageToken, StoreError};
+use keel::operations::{Operation, OperationError, Outcome, Progress, Status};
+use serde_json::json;
+use time::OffsetDateTime;
+
+const LEASE: Duration = Duration::from_secs(30);
+const ROOMY: usize = 1000;
+
+/// Generates one `#[tokio::test]` per conformance case for the store that `$make` builds.
+#[macro_export]
+macro_rules! store_conformance {
+    ($make:expr) => {
+        store_conformance!(@cases $make;
+            create_stores_a_queued_operation, an_unknown_id_is_not_found, an_idempotent_retry_returns_the_same_operation,
+            the_queue_capacity_is_enforced, claims_take_the_oldest_first, each_operation_is_claimed_once,
+            finishing_needs_the_current_lease, a_terminal_state_never_changes, a_cancel_invalidates_the_lease,
+            a_cancelled_queued_operation_is_never_claimed, cancel_needs_an_unfinished_operation,
+            progress_and_changes_are_visible, delete_needs_a_finished_operation, listing_is_newest_first_and_filters,
+            paging_neither_skips_nor_repeats_while_operations_arrive, expire_fails_what_can_no_longer_finish,
+            purge_removes_only_old_finished_operations, counts_add_up
+        );
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let store: std::sync::Arc<dyn keel::operations::OperationStore> = std::sync::Arc::new(($make)().await);
+                conformance::$case(store).await;
+            }
+        )*
+    };
+}
+
+type Store = Arc<dyn OperationStore>;
+
+fn new_operation(kind: &str) -> NewOperation {
+    let now = OffsetDateTime::now_utc();
+    NewOperation {
+        id: uuid::Uuid::new_v4().simple().to_string(),
+        kind: kind.to_owned(),
+        input: json!({ "n": 1 }),
+        created_at: now,
+        deadline_at: now + Duration::from_secs(3600),
+        idempotency: None,
+    }
+}
+
+fn with_key(mut new: NewOperation, key: &str, fingerprint: &str) -> NewOperation {
+    new.idempotency = Some(Idempotency { key: key.to_owned(), fingerprint: fingerprint.to_owned() });
+    new
+}
+
+async fn create(store: &Store, kind: &str) -> Operation {
+    match store.create(new_operation(kind), ROOMY).await.expect("create") {
+        Created::New(op) => op,
+        Created::Existing(op) => panic!("a fresh operation came back as existing: {op:?}"),
+    }
+}
+
+pub async fn create_stores_a_queued_operation(store: Store) {
+    let created = create(&store, "sleep").await;
+    assert_eq!(created.status, Status::Queued);
+    assert!(!created.done());
+    assert_eq!(created.input, json!({ "n": 1 }));
+    assert!(created.started_at.is_none() && created.finished_at.is_none());
+    assert_eq!(store.get(&created.id).await.unwrap(), Some(created));
+}
+
+pub async fn an_unknown_id_is_not_found(store: Store) {
+    assert_eq!(store.get("no-such-id").await.unwrap(), None);
+    assert!(store.watch("no-such-id").await.unwrap().is_none());
+    assert!(matches!(
+        store.cancel("no-such-id", OperationError::cancelled_by_client()).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(store.delete("no-such-id").await, Err(StoreError::NotFound)));
+}
+
+pub async fn an_idempotent_retry_returns_the_same_operation(store: Store) {
+    let first = store.create(with_key(new_operation("sleep"), "key-1", "request-a"), ROOMY).await.unwrap();
+    let retry = store.create(with_key(new_operation("sleep"), "key-1", "request-a"), ROOMY).await.unwrap();
+    assert!(matches!(first, Created::New(_)));
+    assert!(matches!(&retry, Created::Existing(op) if op.id == first.operation().id));
+    let reused = store.create(with_key(new_operation("sleep"), "key-1", "request-b"), ROOMY).await;
+    assert!(matches!(reused, Err(StoreError::IdempotencyConflict)));
+    assert_eq!(store.counts().await.unwrap().queued, 1, "nothing new was created");
+}
+
+pub async fn the_queue_capacity_is_enforced(store: Store) {
+    let keyed = store.create(with_key(new_operation("sleep"), "k", "f"), 2).await.unwrap();
+    store.create(new_operation("sleep"), 2).await.unwrap();
+    assert!(matches!(store.create(new_operation("sleep"), 2).await, Err(StoreError::QueueFull)));
+    assert_eq!(store.counts().await.unwrap().queued, 2, "a refused submission creates nothing");
+    let retry = store.create(with_key(new_operation("sleep"), "k", "f"), 2).await.unwrap();
+    assert_eq!(retry.operation().id, keyed.operation().id, "a retry is answered even when the queue is full");
+    store.claim("worker", LEASE).await.unwrap().expect("a claim frees a queue place");
+    store.create(new_operation("sleep"), 2).await.expect("room again");
+}
+
+pub async fn claims_take_the_oldest_first(store: Store) {
+    assert!(store.claim("worker", LEASE).await.unwrap().is_none(), "nothing to claim yet");
+    let mut created = Vec::new();
+    for _ in 0..3 {
+        created.push(create(&store, "sleep").await.id);
+    }
+    for expected in &created {
+        let claim = store.claim("worker", LEASE).await.unwrap().expect("queued work");
+        assert_eq!(&claim.operation.id, expected, "submission order");
+        assert_eq!(claim.operation.status, Status::Running);
+        assert!(claim.operation.started_at.is_some());
+        assert_eq!(claim.lease.operation_id, *expected);
+    }
+    assert!(store.claim("worker", LEASE).await.unwrap().is_none());
+}
+
+pub async fn each_operation_is_claimed_once(store: Store) {
+    const OPERATIONS: usize = 200;
+    for _ in 0..OPERATIONS {
+        create(&store, "sleep").await;
+    }
+    let claimers = (0..8).map(|worker| {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            let mut mine = Vec::new();
+            while let Some(claim) = store.claim(&format!("worker-{worker}"), LEASE).await.unwrap() {
+                mine.push(claim.operation.id);
+            }
+            mine
+        })
+    });
+    let mut claimed: Vec<String> = Vec::new();
+    for claimer in claimers {
+        claimed.extend(claimer.await.unwrap());
+    }
+    let total = claimed.len();
+    claimed.sort();
+    claimed.dedup();
+    assert_eq!(total, OPERATIONS, "every operation was claimed");
+    assert_eq!(claimed.len(), OPERATIONS, "no operation was claimed twice");
+}
+
+pub async fn finishing_needs_the_current_lease(store: Store) {
+    create(&store, "sleep").await;
+    let claim = store.claim("worker", LEASE).await.unwrap().unwrap();
+    let forged = keel::operations::store::Lease { token: claim.lease.token.wrapping_add(1000), ..claim.lease.clone() };
+    assert!(matches!(store.finish(&forged, Outcome::Succeeded(json!(1))).await, Err(StoreError::LeaseLost)));
+    store.heartbeat(&claim.lease, LEASE).await.expect("the holder may renew");
+    let finished = store.finish(&claim.lease, Outcome::Succeeded(json!({ "ok": true }))).await.unwrap();
+    assert_eq!(finished.status, Status::Succeeded);
+    assert!(finished.done());
+    assert_eq!(finished.result, Some(json!({ "ok": true })));
+    assert_eq!(finished.progress.percent, 100);
+    assert!(finished.finished_at.is_some());
+    assert_eq!(store.get(&finished.id).await.unwrap(), Some(finished));
+}
+
+pub async fn a_terminal_state_never_changes(store: Store) {
+    create(&store, "sleep").await;
+    let claim = store.claim("worker", LEASE).await.unwrap().unwrap();
+    let failed = store.finish(&claim.lease, Outcome::Failed(OperationError::failed("boom"))).await.unwrap();
+    assert_eq!(failed.status, Status::Failed);
+    assert_eq!(failed.error.as_ref().unwrap().kind, "operation-failed");
+    assert!(matches!(store.finish(&claim.lease, Outcome::Succeeded(json!(1))).await, Err(StoreError::LeaseLost)));
+    assert!(matches!(
+        store.cancel(&failed.id, OperationError::cancelled_by_client()).await,
+        Err(StoreError::AlreadyFinished)
+    ));
+    assert!(matches!(store.set_progress(&claim.lease, Progress::default()).await, Err(StoreError::LeaseLost)));
+    assert_eq!(store.get(&failed.id).await.unwrap(), Some(failed));
+}
+
+pub async fn a_cancel_invalidates_the_lease(store: Store) {
+    create(&store, "sleep").await;
+    let claim = store.claim("worker", LEASE).await.unwrap().unwrap();
+    let cancelled = store.cancel(&claim.operation.id, OperationError::cancelled_by_client()).await.unwrap();
+    assert_eq!(cancelled.status, Status::Cancelled, "cancelled at once, whatever the worker does");
+    assert_eq!(cancelled.error.as_ref().unwrap().kind, "cancelled");
+    assert!(
+        matches!(store.heartbeat(&claim.lease, LEASE).await, Err(StoreError::LeaseLost)),
+        "the worker learns to stop"
+    );
+    let progress = Progress { percent: 50, message: None };
+    assert!(matches!(store.set_progress(&claim.lease, progress).await, Err(StoreError::LeaseLost)));
+    assert!(matches!(store.finish(&claim.lease, Outcome::Succeeded(json!(1))).await, Err(StoreError::LeaseLost)));
+    assert_eq!(
+        store.get(&cancelled.id).await.unwrap().unwrap().status,
+        Status::Cancelled,
+        "the late result is discarded"
+    );
+}
+
+pub async fn a_cancelled_queued_operation_is_never_claimed(store: Store) {
+    let op = create(&store, "sleep").await;
+    let cancelled = store.cancel(&op.id, OperationError::cancelled_by_client()).await.unwrap();
+    assert_eq!(cancelled.status, Status::Cancelled);
+    assert!(cancelled.started_at.is_none());
+    assert!(store.claim("worker", LEASE).await.unwrap().is_none());
+    assert_eq!(store.counts().await.unwrap().queued, 0);
+}
+
+pub async fn cancel_needs_an_unfinished_operation(store: Store) {
+    let op = create(&store, "sleep").await;
+    store.cancel(&op.id, OperationError::cancelled_by_client()).await.unwrap();
+    assert!(matches!(
+        store.cancel(&op.id, OperationError::cancelled_by_client()).await,
+        Err(StoreError::AlreadyFinished)
+    ));
+}
+
+pub async fn progress_and_changes_are_visible(store: Store) {
+    let op = create(&store, "sleep").await;
+    let mut changes = store.watch(&op.id).await.unwrap().expect("a watch on a stored operation");
+    let claim = store.claim("worker", LEASE).await.unwrap().unwrap();
+    changes.changed().await.unwrap();
+    assert_eq!(changes.borrow_and_update().status, Status::Running);
+    let progress = Progress { percent: 40, message: Some("step 2 of 5".to_owned()) };
+    store.set_progress(&claim.lease, progress.clone()).await.unwrap();
+    changes.changed().await.unwrap();
+    assert_eq!(changes.borrow_and_update().progress, progress);
+    assert_eq!(store.get(&op.id).await.unwrap().unwrap().progress, progress);
+    store.finish(&claim.lease, Outcome::Succeeded(json!(null))).await.unwrap();
+    changes.changed().await.unwrap();
+    assert!(changes.borrow().done());
+}
+
+pub async fn delete_needs_a_finished_operation(store: Store) {
+    let keyed = store.create(with_key(new_operation("sleep"), "delete-me", "f"), ROOMY).await.unwrap();
+    let id = keyed.operation().id.clone();
+    assert!(matches!(store.delete(&id).await, Err(StoreError::NotFinished)), "queued");
+    let claim = store.claim("worker", LEASE).await.unwrap().unwrap();
+    assert!(matches!(store.delete(&id).await, Err(StoreError::NotFinished)), "running");
+    store.finish(&claim.lease, Outcome::Succeeded(json!(1))).await.unwrap();
+    store.delete(&id).await.unwrap();
+    assert_eq!(store.get(&id).await.unwrap(), None);
+    assert!(matches!(store.delete(&id).await, Err(StoreError::NotFound)));
+    let again = store.create(with_key(new_operation("sleep"), "delete-me", "f"), ROOMY).await.unwrap();
+    assert!(matches!(again, Created::New(_)), "the key went with the operation");
+}
+
+pub async fn listing_is_newest_first_and_filters(store: Store) {
+    let a = create(&store, "sleep").await;
+    let b = create(&store, "fanout").await;
+    let c = create(&store, "sleep").await;
+    store.cancel(&a.id, OperationError::cancelled_by_client()).await.unwrap();
+    let all = store.list(&ListQuery { page_size: 10, ..ListQuery::default() }).await.unwrap();
+    let ids: Vec<_> = all.operations.iter().map(|op| op.id.as_str()).collect();
+    assert_eq!(ids, [c.id.as_str(), b.id.as_str(), a.id.as_str()]);
+    assert!(all.next_page_token.is_none());
+    let sleeps =
+        store.list(&ListQuery { kind: Some("sleep".into()), page_size: 10, ..ListQuery::default() }).await.unwrap();
+    assert_eq!(sleeps.operations.iter().map(|op| op.id.as_str()).collect::<Vec<_>>(), [c.id.as_str(), a.id.as_str()]);
+    let cancelled = ListQuery { status: Some(Status::Cancelled), page_size: 10, ..ListQuery::default() };
+    let cancelled = store.list(&cancelled).await.unwrap();
+    assert_eq!(cancelled.operations.len(), 1);
+    assert_eq!(cancelled.operations[0].id, a.id);
+}
+
+pub async fn paging_neither_skips_nor_repeats_while_operations_arrive(store: Store) {
+    let mut created = Vec::new();
+    for _ in 0..7 {
+        created.push(create(&store, "sleep").await.id);
+    }
+    let mut seen = Vec::new();
+    let mut token: Option<PageToken> = None;
+    loop {
+        let page = store.list(&ListQuery { page_size: 3, page_token: token, ..ListQuery::default() }).await.unwrap();
+        assert!(page.operations.len() <= 3);
+        seen.extend(page.operations.into_iter().map(|op| op.id));
+        // New operations arrive between pages; they are newer than the cursor, so they belong
+        // to a later listing, not to this one.
+        create(&store, "sleep").await;
+        match page.next_page_token {
+            Some(next) => token = Some(next),
+            None => break,
+        }
+    }
+    created.reverse();
+    assert_eq!(seen, created, "every operation once, newest first");
+}
+
+pub async fn expire_fails_what_can_no_longer_finish(store: Store) {
+    let now = OffsetDateTime::now_utc();
+    create(&store, "sleep").await;
+    let claim = store.claim("worker", Duration::from_secs(5)).await.unwrap().unwrap();
+    let mut overdue = new_operation("sleep");
+    overdue.deadline_at = now + Duration::from_secs(1);
+    let overdue = store.create(overdue, ROOMY).await.unwrap().operation().clone();
+    let healthy = create(&store, "sleep").await;
+
+    assert!(store.expire(now).await.unwrap().is_empty(), "nothing has expired yet");
+    let expired = store.expire(now + Duration::from_secs(60)).await.unwrap();
+    let ended = |id: &str| expired.iter().find(|op| op.id == id).map(|op| (op.status, op.error.clone().unwrap().kind));
+    assert_eq!(ended(&claim.operation.id), Some((Status::Failed, "worker-lost".to_owned())));
+    assert_eq!(ended(&overdue.id), Some((Status::Failed, "deadline-exceeded".to_owned())));
+    assert_eq!(expired.len(), 2);
+    assert_eq!(store.get(&healthy.id).await.unwrap().unwrap().status, Status::Queued, "within its deadline");
+    assert!(matches!(store.finish(&claim.lease, Outcome::Succeeded(json!(1))).await, Err(StoreError::LeaseLost)));
+}
+
+pub async fn purge_removes_only_old_finished_operations(store: Store) {
+    let finished = create(&store, "sleep").await;
+    store.cancel(&finished.id, OperationError::cancelled_by_client()).await.unwrap();
+    let queued = create(&store, "sleep").await;
+    assert_eq!(
+        store.purge_finished(OffsetDateTime::now_utc() - Duration::from_secs(60)).await.unwrap(),
+        0,
+        "too recent"
+    );
+    assert_eq!(store.purge_finished(OffsetDateTime::now_utc() + Duration::from_secs(60)).await.unwrap(), 1);
+    assert_eq!(store.get(&finished.id).await.unwrap(), None);
+    assert!(store.get(&queued.id).await.unwrap().is_some(), "unfinished operations are never purged");
+}
+
+pub async fn counts_add_up(store: Store) {
+    for _ in 0..5 {
+        create(&store, "sleep").await;
+    }
+    let claim = store.claim("worker", LEASE).await.unwrap().unwrap();
+    store.claim("worker", LEASE).await.unwrap().unwrap();
+    store.finish(&claim.lease, Outcome::Succeeded(json!(1))).await.unwrap();
+    let counts = store.counts().await.unwrap();
+    assert_eq!((counts.queued, counts.running, counts.finished), (3, 1, 1));
+}
