@@ -136,9 +136,11 @@ async fn runs_each_operation_once_within_the_concurrency_limit() {
         assert_eq!(finished(&executor, id).await.status, Status::Succeeded);
     }
     assert_eq!(stats.most_at_once(), 4, "the limit was reached and never passed");
-    let runs = stats.runs.lock().unwrap();
-    assert_eq!(runs.len(), 100);
-    assert!(runs.values().all(|&n| n == 1), "each ran exactly once");
+    {
+        let runs = stats.runs.lock().unwrap();
+        assert_eq!(runs.len(), 100);
+        assert!(runs.values().all(|&n| n == 1), "each ran exactly once");
+    }
     let counts = executor.counts().await.unwrap();
     assert_eq!((counts.queued, counts.running, counts.finished), (0, 0, 100));
 }
@@ -399,10 +401,12 @@ async fn concurrent_submissions_against_the_limit_lose_nothing_and_run_nothing_t
     for id in &ids {
         assert_eq!(finished(&executor, id).await.status, Status::Succeeded);
     }
-    let runs = stats.runs.lock().unwrap();
-    assert_eq!(runs.len(), 1000, "none lost");
-    assert!(runs.values().all(|&n| n == 1), "none run twice");
+    {
+        let runs = stats.runs.lock().unwrap();
+        assert_eq!(runs.len(), 1000, "none lost");
+        assert!(runs.values().all(|&n| n == 1), "none run twice");
+    }
     assert!(stats.most_at_once() <= 8, "the limit held: {}", stats.most_at_once());
-    let counts = futures_util::FutureExt::now_or_never(executor.counts()).unwrap().unwrap();
+    let counts = executor.counts().await.unwrap();
     assert_eq!(counts.finished, 1000);
 }
