@@ -1,0 +1,320 @@
+//! `/v1/operations` through the HTTP surface: in-process for the rules, over a real socket for
+//! long polls and Server-Sent Events.
+
+mod common;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::Request;
+use common::{Answer, get, post_json, router, send, settings, settings_with, spawn_app};
+use keel::http::AppState;
+use keel::operations::Status;
+use serde_json::{Value, json};
+
+async fn submit(app: &Router, body: Value) -> Answer {
+    post_json(app, "/v1/operations", body).await
+}
+
+async fn submit_with(app: &Router, body: Value, headers: &[(&str, &str)]) -> Answer {
+    let mut request = Request::post("/v1/operations").header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    send(app, request.body(Body::from(body.to_string())).unwrap()).await
+}
+
+async fn submitted_id(app: &Router, body: Value) -> String {
+    let answer = submit(app, body).await;
+    assert_eq!(answer.status, 202, "{}", answer.text());
+    answer.json()["id"].as_str().unwrap().to_owned()
+}
+
+async fn until_status(state: &AppState, id: &str, status: Status) {
+    let mut changes = state.executor.watch(id).await.unwrap();
+    changes.wait_for(|op| op.status == status).await.unwrap();
+}
+
+async fn total(app: &Router) -> usize {
+    get(app, "/v1/operations?page_size=1000").await.json()["operations"].as_array().unwrap().len()
+}
+
+#[tokio::test]
+async fn a_submission_is_accepted_with_its_location() {
+    let (app, _) = router(settings());
+    let answer = submit(&app, json!({ "kind": "sleep", "input": { "ms": 10 } })).await;
+    assert_eq!(answer.status, 202);
+    let op = answer.json();
+    let location = format!("/v1/operations/{}", op["id"].as_str().unwrap());
+    assert_eq!(answer.header("location"), Some(location.as_str()));
+    assert_eq!(answer.header("operation-location"), Some(location.as_str()));
+    assert_eq!(answer.header("retry-after"), Some("1"));
+    assert_eq!(op["kind"], "sleep");
+    assert_eq!(op["done"], false);
+    assert_eq!(op["input"], json!({ "ms": 10 }));
+    assert!(op["id"].as_str().unwrap().len() >= 32, "unguessable: 128 random bits");
+    for field in ["created_at", "deadline_at"] {
+        let stamp = op[field].as_str().unwrap();
+        assert!(time::OffsetDateTime::parse(stamp, &time::format_description::well_known::Rfc3339).is_ok(), "{stamp}");
+    }
+    let fetched = get(&app, &location).await;
+    assert_eq!(fetched.status, 200);
+    assert_eq!(fetched.json()["id"], op["id"]);
+}
+
+#[tokio::test]
+async fn an_unknown_or_malformed_id_is_404() {
+    let (app, _) = router(settings());
+    get(&app, "/v1/operations/0123456789abcdef0123456789abcdef").await.problem(404, "not-found");
+    get(&app, &format!("/v1/operations/{}", "x".repeat(5000))).await.problem(404, "not-found");
+    get(&app, "/v1/operations/..%2F..%2Fetc%2Fpasswd").await.problem(404, "not-found");
+    get(&app, "/v1/operations/%FF%FE").await.problem(404, "not-found");
+}
+
+#[tokio::test]
+async fn bad_submissions_are_refused_and_create_nothing() {
+    let (app, _) = router(settings());
+    let cases = [
+        json!({ "kind": "no-such-kind" }),
+        json!({ "kind": "sleep", "input": { "ms": "soon" } }),
+        json!({ "kind": "sleep", "input": { "ms": 1, "surprise": true } }),
+        json!({ "kind": "sleep", "input": { "ms": 1, "steps": 0 } }),
+        json!({ "kind": "sleep", "input": { "ms": 1 }, "timeout_ms": 0 }),
+        json!({ "kind": "sleep", "input": { "ms": 1 }, "timeout_ms": 999_999_999_999u64 }),
+        json!({ "kind": "sleep", "input": { "ms": 1 }, "priority": "high" }),
+        json!({ "input": { "ms": 1 } }),
+        json!([1, 2, 3]),
+    ];
+    for body in cases {
+        let answer = submit(&app, body.clone()).await;
+        assert_eq!(answer.status, 422, "{body} → {}", answer.text());
+        answer.problem(422, "validation-failed");
+    }
+    assert_eq!(total(&app).await, 0);
+}
+
+#[tokio::test]
+async fn the_same_idempotency_key_and_body_return_the_same_operation() {
+    let (app, _) = router(settings());
+    let body = json!({ "kind": "sleep", "input": { "ms": 10 } });
+    let first = submit_with(&app, body.clone(), &[("idempotency-key", "order-7")]).await;
+    let retry = submit_with(&app, body, &[("idempotency-key", "order-7")]).await;
+    assert_eq!(first.status, 202);
+    assert_eq!(retry.status, 202);
+    assert_eq!(first.json()["id"], retry.json()["id"]);
+    let other = json!({ "kind": "sleep", "input": { "ms": 11 } });
+    submit_with(&app, other, &[("idempotency-key", "order-7")]).await.problem(409, "idempotency-key-reused");
+    assert_eq!(total(&app).await, 1);
+}
+
+#[tokio::test]
+async fn malformed_idempotency_keys_are_400() {
+    let (app, _) = router(settings());
+    let body = json!({ "kind": "sleep", "input": { "ms": 1 } });
+    let long = "k".repeat(300);
+    submit_with(&app, body.clone(), &[("idempotency-key", long.as_str())]).await.problem(400, "invalid-request");
+    submit_with(&app, body.clone(), &[("idempotency-key", "a b")]).await.problem(400, "invalid-request");
+    submit_with(&app, body, &[("idempotency-key", "one"), ("idempotency-key", "two")]).await.problem(400, "invalid-request");
+    assert_eq!(total(&app).await, 0);
+}
+
+#[tokio::test]
+async fn prefer_wait_answers_200_when_the_operation_ends_in_time() {
+    let (app, _) = router(settings());
+    let answer = submit_with(&app, json!({ "kind": "sleep", "input": { "ms": 20 } }), &[("prefer", "wait=1")]).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.header("preference-applied"), Some("wait=1"));
+    let op = answer.json();
+    assert_eq!((op["status"].as_str(), op["done"].as_bool()), (Some("succeeded"), Some(true)));
+    assert_eq!(op["result"], json!({ "slept_ms": 20, "steps": 1 }));
+}
+
+#[tokio::test]
+async fn prefer_wait_answers_202_when_the_operation_is_still_running() {
+    let (app, _) = router(settings());
+    let answer = submit_with(&app, json!({ "kind": "sleep", "input": { "ms": 60_000 } }), &[("prefer", "respond-async, wait=1")]).await;
+    assert_eq!(answer.status, 202);
+    assert_eq!(answer.json()["done"], false);
+    assert!(answer.header("operation-location").is_some());
+    let garbled = submit_with(&app, json!({ "kind": "sleep", "input": { "ms": 1 } }), &[("prefer", "wait=soon;;==")]).await;
+    assert_eq!(garbled.status, 202, "a preference that does not parse is ignored (RFC 7240)");
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_503_with_retry_after_and_creates_nothing() {
+    let (app, state) =
+        router(settings_with(&[("APP_OPERATIONS__MAX_RUNNING", "1"), ("APP_OPERATIONS__QUEUE_CAPACITY", "1")]));
+    let running = submitted_id(&app, json!({ "kind": "sleep", "input": { "ms": 60_000 } })).await;
+    until_status(&state, &running, Status::Running).await;
+    submitted_id(&app, json!({ "kind": "sleep", "input": { "ms": 1 } })).await;
+    let refused = submit(&app, json!({ "kind": "sleep", "input": { "ms": 1 } })).await;
+    refused.problem(503, "queue-full");
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    assert_eq!(total(&app).await, 2);
+}
+
+#[tokio::test]
+async fn listing_is_newest_first_in_pages_that_neither_skip_nor_repeat() {
+    let (app, _) = router(settings());
+    let mut created = Vec::new();
+    for _ in 0..5 {
+        created.push(submitted_id(&app, json!({ "kind": "sleep", "input": { "ms": 60_000 } })).await);
+    }
+    let mut seen = Vec::new();
+    let mut uri = "/v1/operations?page_size=2".to_owned();
+    loop {
+        let page = get(&app, &uri).await.json();
+        seen.extend(page["operations"].as_array().unwrap().iter().map(|op| op["id"].as_str().unwrap().to_owned()));
+        submitted_id(&app, json!({ "kind": "fanout", "input": { "n": 1, "ms": 60_000 } })).await;
+        match page["next_page_token"].as_str() {
+            Some(token) => uri = format!("/v1/operations?page_size=2&page_token={token}"),
+            None => break,
+        }
+    }
+    created.reverse();
+    assert_eq!(seen, created);
+    let fanouts = get(&app, "/v1/operations?kind=fanout&page_size=100").await.json();
+    assert_eq!(fanouts["operations"].as_array().unwrap().len(), 3);
+    let filtered = get(&app, "/v1/operations?status=succeeded").await.json();
+    assert_eq!(filtered["operations"], json!([]));
+}
+
+#[tokio::test]
+async fn bad_listing_parameters_are_400() {
+    let (app, _) = router(settings());
+    for uri in [
+        "/v1/operations?page_size=0",
+        "/v1/operations?page_size=-1",
+        "/v1/operations?page_size=99999999999999999999999",
+        "/v1/operations?page_token=garbage",
+        "/v1/operations?page_token=v1.zz",
+        "/v1/operations?status=exploded",
+        "/v1/operations?colour=blue",
+    ] {
+        get(&app, uri).await.problem(400, "invalid-request");
+    }
+    assert_eq!(get(&app, "/v1/operations?page_size=100000").await.status, 200, "lowered to the maximum");
+}
+
+#[tokio::test]
+async fn wait_answers_when_done_or_when_the_timeout_passes() {
+    let (app, _) = router(settings());
+    let quick = submitted_id(&app, json!({ "kind": "sleep", "input": { "ms": 20 } })).await;
+    let done = get(&app, &format!("/v1/operations/{quick}/wait?timeout_ms=1000")).await;
+    assert_eq!(done.status, 200);
+    assert_eq!(done.json()["done"], true);
+
+    let slow = submitted_id(&app, json!({ "kind": "sleep", "input": { "ms": 60_000 } })).await;
+    let pending = get(&app, &format!("/v1/operations/{slow}/wait?timeout_ms=10")).await;
+    assert_eq!(pending.status, 200);
+    assert_eq!(pending.json()["done"], false);
+
+    get(&app, &format!("/v1/operations/{slow}/wait?timeout_ms=999999999")).await.problem(400, "invalid-request");
+    get(&app, &format!("/v1/operations/{slow}/wait?timeout_ms=soon")).await.problem(400, "invalid-request");
+    get(&app, "/v1/operations/nope/wait?timeout_ms=10").await.problem(404, "not-found");
+}
+
+#[tokio::test]
+async fn cancel_ends_an_operation_and_refuses_a_finished_one() {
+    let (app, state) = router(settings());
+    let id = submitted_id(&app, json!({ "kind": "sleep", "input": { "ms": 60_000, "steps": 10 } })).await;
+    until_status(&state, &id, Status::Running).await;
+    let cancel = post_json(&app, &format!("/v1/operations/{id}/cancel"), json!({})).await;
+    assert_eq!(cancel.status, 202);
+    let op = cancel.json();
+    assert_eq!((op["status"].as_str(), op["done"].as_bool()), (Some("cancelled"), Some(true)));
+    assert_eq!(op["error"]["type"], "cancelled");
+    post_json(&app, &format!("/v1/operations/{id}/cancel"), json!({})).await.problem(409, "operation-finished");
+    post_json(&app, "/v1/operations/nope/cancel", json!({})).await.problem(404, "not-found");
+}
+
+#[tokio::test]
+async fn delete_forgets_a_finished_operation_only() {
+    let (app, _) = router(settings());
+    let delete = |id: &str| Request::delete(format!("/v1/operations/{id}")).body(Body::empty()).unwrap();
+    let running = submitted_id(&app, json!({ "kind": "sleep", "input": { "ms": 60_000 } })).await;
+    send(&app, delete(&running)).await.problem(409, "operation-not-finished");
+    let finished = submitted_id(&app, json!({ "kind": "sleep", "input": { "ms": 1 } })).await;
+    get(&app, &format!("/v1/operations/{finished}/wait?timeout_ms=1000")).await;
+    assert_eq!(send(&app, delete(&finished)).await.status, 204);
+    get(&app, &format!("/v1/operations/{finished}")).await.problem(404, "not-found");
+    send(&app, delete(&finished)).await.problem(404, "not-found");
+}
+
+#[tokio::test]
+async fn a_panicking_operation_fails_and_the_service_carries_on() {
+    let (app, _) = router(settings());
+    let id = submitted_id(&app, json!({ "kind": "panic", "input": { "message": "internal secret" } })).await;
+    let op = get(&app, &format!("/v1/operations/{id}/wait?timeout_ms=1000")).await;
+    let op = op.json();
+    assert_eq!(op["status"], "failed");
+    assert_eq!(op["error"]["type"], "internal");
+    assert!(!op["error"].to_string().contains("internal secret"), "panic text stays in the logs");
+    assert_eq!(get(&app, "/").await.status, 200);
+}
+
+#[tokio::test]
+async fn submissions_during_shutdown_get_503() {
+    let (app, state) = router(settings());
+    state.executor.drain(Duration::from_millis(10)).await;
+    submit(&app, json!({ "kind": "sleep", "input": { "ms": 1 } })).await.problem(503, "shutting-down");
+}
+
+#[tokio::test]
+async fn events_stream_each_change_and_end_after_the_terminal_state() {
+    let app = spawn_app(settings()).await;
+    let submitted: Value = app
+        .client
+        .post(app.url("/v1/operations"))
+        .json(&json!({ "kind": "sleep", "input": { "ms": 300, "steps": 3 } }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = submitted["id"].as_str().unwrap();
+    let response = app.client.get(app.url(&format!("/v1/operations/{id}/events"))).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    // The stream ends by itself after the terminal state, so reading it to the end terminates.
+    let body = response.text().await.unwrap();
+    let events: Vec<Value> = body
+        .lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .map(|data| serde_json::from_str(data).unwrap())
+        .collect();
+    assert!(body.lines().any(|line| line == "event: operation"));
+    let last = events.last().expect("at least one event");
+    assert_eq!((last["status"].as_str(), last["done"].as_bool()), (Some("succeeded"), Some(true)));
+    let percents: Vec<u64> = events.iter().map(|e| e["progress"]["percent"].as_u64().unwrap()).collect();
+    assert!(percents.windows(2).all(|w| w[0] <= w[1]), "progress never goes back: {percents:?}");
+    assert!(events.len() >= 3, "status and progress changes are streamed: {events:?}");
+    assert_eq!(events.iter().filter(|e| e["done"] == true).count(), 1, "the terminal state is sent once");
+
+    let missing = app.client.get(app.url("/v1/operations/nope/events")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_long_poll_over_a_real_socket_returns_on_completion() {
+    let app = spawn_app(settings()).await;
+    let submitted: Value = app
+        .client
+        .post(app.url("/v1/operations"))
+        .json(&json!({ "kind": "fanout", "input": { "n": 10, "ms": 50 } }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = submitted["id"].as_str().unwrap();
+    let waited: Value =
+        app.client.get(app.url(&format!("/v1/operations/{id}/wait"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(waited["status"], "succeeded");
+    assert_eq!(waited["result"]["completion_order"].as_array().unwrap().len(), 10);
+    app.stop().await.unwrap();
+}
