@@ -1,0 +1,24 @@
+# keel's everyday commands. `make` alone lists them.
+.DEFAULT_GOAL := help
+.PHONY: help run test lint fmt clean
+
+CARGO ?= cargo
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+run: ## Build and serve on 127.0.0.1:8080 with the embedded defaults
+	$(CARGO) run --bin keel -- serve
+
+test: ## Run every test: unit, HTTP, shutdown, operations, store conformance
+	$(CARGO) test --all-targets --locked
+
+lint: ## Check formatting and run clippy with warnings as errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets --locked -- -D warnings
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+clean: ## Remove build output
+	$(CARGO) clean
