@@ -115,7 +115,9 @@ async fn malformed_idempotency_keys_are_400() {
     let long = "k".repeat(300);
     submit_with(&app, body.clone(), &[("idempotency-key", long.as_str())]).await.problem(400, "invalid-request");
     submit_with(&app, body.clone(), &[("idempotency-key", "a b")]).await.problem(400, "invalid-request");
-    submit_with(&app, body, &[("idempotency-key", "one"), ("idempotency-key", "two")]).await.problem(400, "invalid-request");
+    submit_with(&app, body, &[("idempotency-key", "one"), ("idempotency-key", "two")])
+        .await
+        .problem(400, "invalid-request");
     assert_eq!(total(&app).await, 0);
 }
 
@@ -133,11 +135,17 @@ async fn prefer_wait_answers_200_when_the_operation_ends_in_time() {
 #[tokio::test]
 async fn prefer_wait_answers_202_when_the_operation_is_still_running() {
     let (app, _) = router(settings());
-    let answer = submit_with(&app, json!({ "kind": "sleep", "input": { "ms": 60_000 } }), &[("prefer", "respond-async, wait=1")]).await;
+    let answer = submit_with(
+        &app,
+        json!({ "kind": "sleep", "input": { "ms": 60_000 } }),
+        &[("prefer", "respond-async, wait=1")],
+    )
+    .await;
     assert_eq!(answer.status, 202);
     assert_eq!(answer.json()["done"], false);
     assert!(answer.header("operation-location").is_some());
-    let garbled = submit_with(&app, json!({ "kind": "sleep", "input": { "ms": 1 } }), &[("prefer", "wait=soon;;==")]).await;
+    let garbled =
+        submit_with(&app, json!({ "kind": "sleep", "input": { "ms": 1 } }), &[("prefer", "wait=soon;;==")]).await;
     assert_eq!(garbled.status, 202, "a preference that does not parse is ignored (RFC 7240)");
 }
 
