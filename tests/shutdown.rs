@@ -3,12 +3,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::routing::get;
+use common::process::Process;
 use common::{settings_with, spawn_app_with};
 use serde_json::Value;
 use tokio::sync::Notify;
@@ -62,60 +62,6 @@ async fn readiness_turns_503_as_soon_as_draining_begins() {
     }
     assert_eq!(status, 503, "readiness turned 503 while the listener still accepts");
     assert_eq!(app.client.get(app.url("/")).send().await.unwrap().status(), 200, "traffic is still served meanwhile");
-}
-
-/// keel as a child process, with its JSON log lines readable one by one.
-struct Process {
-    child: Child,
-    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
-}
-
-impl Process {
-    fn start(vars: &[(&str, &str)]) -> (Self, String) {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_keel"));
-        command
-            .env_clear()
-            .env("APP_ENV", "test")
-            .env("APP_LOG__FORMAT", "json")
-            .env("APP_LOG__FILTER", "debug")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        for (key, value) in vars {
-            command.env(key, value);
-        }
-        let mut child = command.spawn().expect("keel starts");
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut process = Self { child, lines };
-        let listening = process.wait_for_log(|line| line["message"] == "listening");
-        let address = listening["address"].as_str().expect("the address is logged").to_owned();
-        (process, address)
-    }
-
-    /// Reads log lines until one matches; panics if the process ends first.
-    fn wait_for_log(&mut self, mut wanted: impl FnMut(&Value) -> bool) -> Value {
-        for line in self.lines.by_ref() {
-            let line = line.expect("stdout reads");
-            if let Ok(entry) = serde_json::from_str::<Value>(&line)
-                && wanted(&entry)
-            {
-                return entry;
-            }
-        }
-        panic!("keel exited before logging the expected line");
-    }
-
-    fn terminate(&self) {
-        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
-        assert!(status.success());
-    }
-}
-
-/// A failing test must not leave a server behind.
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

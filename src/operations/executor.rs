@@ -426,13 +426,16 @@ impl Inner {
                 Ok(page) => page.operations,
                 Err(error) => return tracing::error!(%error, "could not list queued operations at shutdown"),
             };
-            if queued.is_empty() {
-                return;
-            }
-            for operation in queued {
-                if let Err(error) = self.store.cancel(&operation.id, OperationError::shutdown()).await {
-                    tracing::debug!(operation_id = %operation.id, %error, "queued operation ended before shutdown could cancel it");
+            let mut cancelled = 0;
+            for operation in &queued {
+                match self.store.cancel(&operation.id, OperationError::shutdown()).await {
+                    Ok(_) => cancelled += 1,
+                    Err(error) => tracing::warn!(operation_id = %operation.id, %error, "could not cancel at shutdown"),
                 }
+            }
+            // An empty page means done; a page where nothing could be cancelled would repeat forever.
+            if cancelled == 0 {
+                return;
             }
         }
     }

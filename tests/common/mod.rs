@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // Each test binary uses its own subset.
 
+pub mod process;
+
 use std::sync::Once;
 
 use axum::Router;

@@ -18,7 +18,7 @@ use serde_json::Value;
 use crate::http::error::ApiError;
 use crate::http::extract::{Json, Path, Query};
 use crate::http::state::AppState;
-use crate::operations::store::{Created, ListQuery, PageToken};
+use crate::operations::store::{ListQuery, PageToken};
 use crate::operations::{Operation, Status, Submission};
 
 const OPERATION_LOCATION: HeaderName = HeaderName::from_static("operation-location");
@@ -68,24 +68,18 @@ async fn submit(
         timeout: request.timeout_ms.map(Duration::from_millis),
         idempotency_key: idempotency_key(&headers)?,
     };
-    let created = state.executor.submit(submission).await?;
-    let operation = match (preferred_wait(&headers), &created) {
-        (Some(wait), _) => {
-            let max = Duration::from_millis(state.settings.operations.max_wait_ms);
-            let waited = state.executor.wait(&created.operation().id, wait.min(max)).await?;
-            if waited.done() {
-                let applied = HeaderValue::from_str(&format!("wait={}", wait.min(max).as_secs()));
-                let mut response = (StatusCode::OK, axum::Json(waited)).into_response();
-                if let Ok(applied) = applied {
-                    response.headers_mut().insert(PREFERENCE_APPLIED, applied);
-                }
-                return Ok(response);
-            }
-            waited
-        }
-        (None, Created::New(op) | Created::Existing(op)) => op.clone(),
-    };
-    Ok(accepted(operation))
+    let operation = state.executor.submit(submission).await?.into_operation();
+    let Some(wait) = preferred_wait(&headers) else { return Ok(accepted(operation)) };
+    let wait = wait.min(Duration::from_millis(state.settings.operations.max_wait_ms));
+    let operation = state.executor.wait(&operation.id, wait).await?;
+    if !operation.done() {
+        return Ok(accepted(operation));
+    }
+    let mut response = (StatusCode::OK, axum::Json(operation)).into_response();
+    if let Ok(applied) = HeaderValue::from_str(&format!("wait={}", wait.as_secs())) {
+        response.headers_mut().insert(PREFERENCE_APPLIED, applied);
+    }
+    Ok(response)
 }
 
 fn accepted(operation: Operation) -> Response {

@@ -108,6 +108,12 @@ impl Created {
             Self::New(op) | Self::Existing(op) => op,
         }
     }
+
+    pub fn into_operation(self) -> Operation {
+        match self {
+            Self::New(op) | Self::Existing(op) => op,
+        }
+    }
 }
 
 /// The right to run one operation, fenced by a token that changes with every claim and cancel.
