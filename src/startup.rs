@@ -20,6 +20,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::blocking::BlockingPool;
 use crate::config::Settings;
@@ -27,11 +28,14 @@ use crate::http::{self, AppState};
 use crate::lifecycle::{Lifecycle, Phase};
 use crate::operations::kinds;
 use crate::operations::{Executor, ExecutorSettings, MemoryStore, Registry};
+use crate::telemetry::metrics;
 
 pub struct Application {
     listener: TcpListener,
     state: AppState,
     router: Router,
+    /// `/metrics` on a port of its own, when `metrics.port` is set.
+    metrics: Option<(TcpListener, Router)>,
 }
 
 impl Application {
@@ -44,12 +48,17 @@ impl Application {
     pub async fn build_with(
         settings: Settings,
         registry: Registry,
-        routes: axum::Router<AppState>,
+        routes: OpenApiRouter<AppState>,
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port)).await?;
+        let metrics = match settings.metrics.port.filter(|_| settings.metrics.enabled) {
+            Some(port) => Some(TcpListener::bind((settings.server.host.as_str(), port)).await?),
+            None => None,
+        };
         let state = build_state(settings, registry);
         let router = http::app(routes, state.clone());
-        Ok(Self { listener, state, router })
+        let metrics = metrics.map(|listener| (listener, http::metrics_app(state.clone())));
+        Ok(Self { listener, state, router, metrics })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -60,6 +69,11 @@ impl Application {
         self.local_addr().port()
     }
 
+    /// The address of the separate metrics listener, when `metrics.port` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|(listener, _)| listener.local_addr().ok())
+    }
+
     pub fn state(&self) -> &AppState {
         &self.state
     }
@@ -68,7 +82,11 @@ impl Application {
     /// `shutdown_delay` the listener closes; in-flight requests and running operations get
     /// `shutdown_grace` to finish; whatever is left is abandoned and logged.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> std::io::Result<()> {
-        let Self { listener, state, router } = self;
+        let Self { listener, state, router, metrics } = self;
+        let metrics_server = metrics.map(|(listener, router)| {
+            tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving /metrics");
+            tokio::spawn(async move { axum::serve(listener, router).await })
+        });
         let server = &state.settings.server;
         let mut connections = auto::Builder::new(TokioExecutor::new());
         connections.http1().timer(TokioTimer::new()).header_read_timeout(server.header_read_timeout());
@@ -123,6 +141,10 @@ impl Application {
             }
         };
         tokio::join!(requests, state.executor.drain(grace));
+        // Metrics stay scrapeable through the drain, then go with the process.
+        if let Some(server) = metrics_server {
+            server.abort();
+        }
         tracing::info!("shutdown complete");
         Ok(())
     }
@@ -137,5 +159,12 @@ pub fn build_state(settings: Settings, registry: Registry) -> AppState {
         blocking.clone(),
         ExecutorSettings::from(&settings.operations),
     );
+    tokio::spawn(async {
+        let mut ticks = tokio::time::interval(metrics::UPKEEP_INTERVAL);
+        loop {
+            ticks.tick().await;
+            metrics::recorder().run_upkeep();
+        }
+    });
     AppState { settings: Arc::new(settings), lifecycle: Lifecycle::default(), executor, blocking }
 }

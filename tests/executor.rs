@@ -116,7 +116,7 @@ async fn submit(executor: &Executor, kind: &str, input: Value) -> Operation {
 /// Waits (on the paused clock, so instantly) until the operation is done.
 async fn finished(executor: &Executor, id: &str) -> Operation {
     let operation = executor.wait(id, Duration::from_secs(86_400)).await.unwrap();
-    assert!(operation.done(), "{operation:?}");
+    assert!(operation.done, "{operation:?}");
     operation
 }
 

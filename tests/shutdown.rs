@@ -14,7 +14,7 @@ use serde_json::Value;
 use tokio::sync::Notify;
 
 /// A route that says when it has started, then takes `ms` to answer.
-fn slow_route(started: Arc<Notify>, ms: u64) -> axum::Router<keel::http::AppState> {
+fn slow_route(started: Arc<Notify>, ms: u64) -> utoipa_axum::router::OpenApiRouter<keel::http::AppState> {
     keel::http::routes().route(
         "/slow",
         get(move || {

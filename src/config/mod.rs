@@ -41,6 +41,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub blocking: BlockingSettings,
     pub operations: OperationSettings,
+    pub metrics: MetricsSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -85,6 +86,15 @@ pub struct OperationSettings {
     pub retention_ms: u64,
     pub max_wait_ms: u64,
     pub cancel_grace_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    pub enabled: bool,
+    /// Serve `/metrics` on this port instead of the main one (on the same host).
+    #[serde(default)]
+    pub port: Option<u16>,
 }
 
 /// Why settings could not be loaded: always names the key and what is wrong with it.

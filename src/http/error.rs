@@ -10,6 +10,7 @@ use std::borrow::Cow;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::operations::OperationsError;
 
@@ -91,14 +92,23 @@ impl IntoResponse for ApiError {
 
 /// RFC 9457 problem details. `type` is a stable slug (a relative URI reference) that clients may
 /// match on; the README lists them all.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "type": "not-found", "title": "Not found", "status": 404,
+    "detail": "no operation has this id", "request_id": "6491736f-2757-4c53-b788-9dacac077d6d"
+}))]
 pub struct Problem {
+    /// A stable slug naming the kind of problem, e.g. `not-found`.
     #[serde(rename = "type")]
+    #[schema(value_type = String)]
     pub kind: Cow<'static, str>,
+    #[schema(value_type = String)]
     pub title: Cow<'static, str>,
+    #[schema(minimum = 400, maximum = 599)]
     pub status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The request's `x-request-id`, to find it in the server's logs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
     #[serde(skip)]

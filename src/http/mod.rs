@@ -5,33 +5,57 @@ pub mod error;
 pub mod examples;
 pub mod extract;
 pub mod middleware;
+pub mod openapi;
 pub mod routes;
 pub mod state;
 
 use axum::Router;
-use axum::routing::get;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
 
 pub use state::AppState;
 
 use crate::http::error::ApiError;
+use crate::http::routes::{health, metrics, operations, root};
 
-/// Every route keel serves, without middleware. Add an endpoint here.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/", get(routes::root::root))
-        .merge(routes::health::routes())
-        .merge(routes::operations::routes())
+/// Every documented route keel serves, without middleware. Add an endpoint here: `routes!`
+/// registers the handler and its `#[utoipa::path]` documentation together.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(root::root))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(operations::submit, operations::list))
+        .routes(routes!(operations::fetch, operations::remove))
+        .routes(routes!(operations::wait))
+        .routes(routes!(operations::cancel))
+        .routes(routes!(operations::events))
         // Delete this line and the `examples` folder to drop the examples.
         .nest("/examples", examples::routes())
 }
 
-/// The application: `routes` behind keel's middleware stack, with problem+json for unknown
-/// paths and methods. Tests pass extra routes through here to exercise the real stack.
-pub fn app(routes: Router<AppState>, state: AppState) -> Router {
-    let routes = routes
+/// The application: `routes` (plus `/metrics` unless it has a port of its own) behind keel's
+/// middleware stack, the OpenAPI document at `/openapi.json`, its docs page at `/docs`, and
+/// problem+json for unknown paths and methods.
+pub fn app(routes: OpenApiRouter<AppState>, state: AppState) -> Router {
+    let metrics = &state.settings.metrics;
+    let routes =
+        if metrics.enabled && metrics.port.is_none() { routes.routes(routes!(metrics::metrics)) } else { routes };
+    let (router, api) = routes.split_for_parts();
+    let router = router
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
         .fallback(|| async { ApiError::NotFound("no route matches this path".to_owned()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
-    middleware::apply(routes, &state.settings.server).with_state(state)
+    middleware::apply(router, &state.settings.server).with_state(state)
+}
+
+/// The router for a separate metrics port: `/metrics` alone, with the same middleware.
+pub fn metrics_app(state: AppState) -> Router {
+    let (router, _) = OpenApiRouter::new().routes(routes!(metrics::metrics)).split_for_parts();
+    let router = router.fallback(|| async { ApiError::NotFound("this port serves /metrics only".to_owned()) });
+    middleware::apply(router, &state.settings.server).with_state(state)
 }
 
 /// keel's router, ready to serve.

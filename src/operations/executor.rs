@@ -34,6 +34,7 @@ use super::store::{
 };
 use crate::blocking::{BlockingPool, panic_message};
 use crate::config::OperationSettings;
+use crate::telemetry::metrics as names;
 
 /// The executor's limits, usually from [`OperationSettings`].
 #[derive(Debug, Clone)]
@@ -167,12 +168,21 @@ impl Executor {
     pub async fn submit(&self, submission: Submission) -> Result<Created, OperationsError> {
         let open = self.inner.submissions_open.read().await;
         if !*open {
+            metrics::counter!(names::OPERATIONS_REJECTED, "reason" => "shutting_down").increment(1);
             return Err(OperationsError::ShuttingDown);
         }
         let new = self.prepare(submission)?;
-        let created = self.inner.store.create(new, self.inner.settings.queue_capacity).await?;
+        let created = match self.inner.store.create(new, self.inner.settings.queue_capacity).await {
+            Ok(created) => created,
+            Err(StoreError::QueueFull) => {
+                metrics::counter!(names::OPERATIONS_REJECTED, "reason" => "queue_full").increment(1);
+                return Err(OperationsError::QueueFull);
+            }
+            Err(error) => return Err(error.into()),
+        };
         drop(open);
-        if matches!(created, Created::New(_)) {
+        if let Created::New(operation) = &created {
+            metrics::counter!(names::OPERATIONS_SUBMITTED, "kind" => operation.kind.clone()).increment(1);
             self.inner.work_available.notify_one();
         }
         Ok(created)
@@ -220,7 +230,7 @@ impl Executor {
     pub async fn wait(&self, id: &str, timeout: Duration) -> Result<Operation, OperationsError> {
         let mut changes = self.watch(id).await?;
         // An error means the operation was deleted meanwhile; its last state is still here.
-        let _ = tokio::time::timeout(timeout, changes.wait_for(Operation::done)).await;
+        let _ = tokio::time::timeout(timeout, changes.wait_for(|op| op.done)).await;
         Ok(changes.borrow().clone())
     }
 
@@ -228,6 +238,7 @@ impl Executor {
     /// stop; whatever it returns later is discarded.
     pub async fn cancel(&self, id: &str) -> Result<Operation, OperationsError> {
         let cancelled = self.inner.store.cancel(id, OperationError::cancelled_by_client()).await?;
+        record_finished(&cancelled);
         if let Some(token) = lock(&self.inner.running).get(id) {
             token.cancel();
         }
@@ -274,7 +285,8 @@ impl Executor {
         tracing::warn!(count = abandoned.len(), "grace period over: cancelling running operations");
         for (id, token) in abandoned {
             match inner.store.cancel(&id, OperationError::shutdown()).await {
-                Ok(_) | Err(StoreError::AlreadyFinished | StoreError::NotFound) => {}
+                Ok(cancelled) => record_finished(&cancelled),
+                Err(StoreError::AlreadyFinished | StoreError::NotFound) => {}
                 Err(error) => tracing::error!(operation_id = %id, %error, "could not cancel at shutdown"),
             }
             token.cancel();
@@ -332,7 +344,10 @@ impl Inner {
         let Claim { operation, lease } = claim;
         let token = CancellationToken::new();
         lock(&self.running).insert(operation.id.clone(), token.clone());
+        let kind = operation.kind.clone();
+        let started = tokio::time::Instant::now();
         let outcome = self.execute(operation, &lease, &token).await;
+        metrics::histogram!(names::OPERATION_RUN_DURATION, "kind" => kind).record(started.elapsed().as_secs_f64());
         // Blocking work that outlived the race polls this token to stop.
         token.cancel();
         lock(&self.running).remove(&lease.operation_id);
@@ -429,7 +444,10 @@ impl Inner {
             let mut cancelled = 0;
             for operation in &queued {
                 match self.store.cancel(&operation.id, OperationError::shutdown()).await {
-                    Ok(_) => cancelled += 1,
+                    Ok(operation) => {
+                        record_finished(&operation);
+                        cancelled += 1;
+                    }
                     Err(error) => tracing::warn!(operation_id = %operation.id, %error, "could not cancel at shutdown"),
                 }
             }
@@ -439,6 +457,12 @@ impl Inner {
             }
         }
     }
+}
+
+/// Counts a terminal transition. Every path to a terminal state passes through here once.
+fn record_finished(operation: &Operation) {
+    metrics::counter!(names::OPERATIONS_FINISHED, "kind" => operation.kind.clone(), "status" => operation.status.as_str())
+        .increment(1);
 }
 
 /// The guarded maps hold plain data that no panic can leave half-changed.

@@ -1,11 +1,11 @@
 //! What an operation is, as clients see it (Google AIP-151, in plain REST).
 
-use serde::ser::SerializeStruct;
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Queued,
@@ -44,16 +44,17 @@ impl std::str::FromStr for Status {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Progress {
     /// 0 to 100.
+    #[schema(maximum = 100)]
     pub percent: u8,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
 
 /// Why an operation failed or was cancelled; shaped like a problem-details object.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct OperationError {
     /// A stable slug clients may match on, e.g. `deadline-exceeded`.
     #[serde(rename = "type")]
@@ -122,16 +123,33 @@ impl Outcome {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// A long-running operation, as clients see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({
+    "id": "9f1c2e4b6a8d4c0e9b7a5f3d1e2c4b6a", "kind": "sleep", "status": "running", "done": false,
+    "input": {"ms": 3000, "steps": 3}, "progress": {"percent": 33, "message": "step 1 of 3"},
+    "result": null, "error": null, "created_at": "2026-11-24T00:04:16.317536757Z",
+    "started_at": "2026-11-24T00:04:16.318004934Z", "finished_at": null,
+    "deadline_at": "2026-11-24T00:05:16.317536757Z"
+}))]
 pub struct Operation {
+    /// 128 random bits, hex-encoded.
     pub id: String,
     pub kind: String,
     pub status: Status,
+    /// Whether `status` is terminal (`succeeded`, `failed`, `cancelled`). Kept as a field so that
+    /// one derive gives both the wire format and its schema; only [`Operation::finish`] sets it.
+    pub done: bool,
+    /// The input as submitted.
+    #[schema(value_type = Object)]
     pub input: Value,
     #[serde(default)]
     pub progress: Progress,
+    /// Set when the operation succeeded.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub result: Option<Value>,
+    /// Set when the operation failed or was cancelled.
     #[serde(default)]
     pub error: Option<OperationError>,
     #[serde(with = "time::serde::rfc3339")]
@@ -140,20 +158,18 @@ pub struct Operation {
     pub started_at: Option<OffsetDateTime>,
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub finished_at: Option<OffsetDateTime>,
+    /// Past this instant the operation is stopped and fails with `deadline-exceeded`.
     #[serde(with = "time::serde::rfc3339")]
     pub deadline_at: OffsetDateTime,
 }
 
 impl Operation {
-    pub fn done(&self) -> bool {
-        self.status.is_terminal()
-    }
-
     /// Moves to the terminal state of `outcome`. Callers check that the operation is not
     /// terminal yet; a terminal state never changes.
     pub fn finish(&mut self, outcome: Outcome, at: OffsetDateTime) {
-        debug_assert!(!self.done(), "a terminal state never changes");
+        debug_assert!(!self.done, "a terminal state never changes");
         self.status = outcome.status();
+        self.done = true;
         self.finished_at = Some(at);
         match outcome {
             Outcome::Succeeded(result) => {
@@ -162,29 +178,5 @@ impl Operation {
             }
             Outcome::Failed(error) | Outcome::Cancelled(error) => self.error = Some(error),
         }
-    }
-}
-
-/// `done` is derived from `status`, so it is written out rather than stored.
-impl Serialize for Operation {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let rfc3339 = |t: &OffsetDateTime| {
-            t.format(&time::format_description::well_known::Rfc3339).map_err(serde::ser::Error::custom)
-        };
-        let optional = |t: &Option<OffsetDateTime>| t.as_ref().map(rfc3339).transpose();
-        let mut s = serializer.serialize_struct("Operation", 12)?;
-        s.serialize_field("id", &self.id)?;
-        s.serialize_field("kind", &self.kind)?;
-        s.serialize_field("status", &self.status)?;
-        s.serialize_field("done", &self.done())?;
-        s.serialize_field("input", &self.input)?;
-        s.serialize_field("progress", &self.progress)?;
-        s.serialize_field("result", &self.result)?;
-        s.serialize_field("error", &self.error)?;
-        s.serialize_field("created_at", &rfc3339(&self.created_at)?)?;
-        s.serialize_field("started_at", &optional(&self.started_at)?)?;
-        s.serialize_field("finished_at", &optional(&self.finished_at)?)?;
-        s.serialize_field("deadline_at", &rfc3339(&self.deadline_at)?)?;
-        s.end()
     }
 }

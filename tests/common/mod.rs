@@ -21,6 +21,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower::ServiceExt;
+use utoipa_axum::router::OpenApiRouter;
 
 pub fn settings() -> Settings {
     settings_with(&[])
@@ -48,7 +49,7 @@ pub fn router(settings: Settings) -> (Router, AppState) {
     router_with(settings, keel::operations::kinds::registry(), keel::http::routes())
 }
 
-pub fn router_with(settings: Settings, registry: Registry, routes: Router<AppState>) -> (Router, AppState) {
+pub fn router_with(settings: Settings, registry: Registry, routes: OpenApiRouter<AppState>) -> (Router, AppState) {
     let state = keel::startup::build_state(settings, registry);
     state.lifecycle.set(Phase::Ready);
     (keel::http::app(routes, state.clone()), state)
@@ -118,7 +119,7 @@ pub async fn spawn_app(settings: Settings) -> TestApp {
     start(app)
 }
 
-pub async fn spawn_app_with(settings: Settings, registry: Registry, routes: Router<AppState>) -> TestApp {
+pub async fn spawn_app_with(settings: Settings, registry: Registry, routes: OpenApiRouter<AppState>) -> TestApp {
     let app = Application::build_with(settings, registry, routes).await.expect("application builds");
     start(app)
 }

@@ -75,7 +75,7 @@ async fn create(store: &Store, kind: &str) -> Operation {
 pub async fn create_stores_a_queued_operation(store: Store) {
     let created = create(&store, "sleep").await;
     assert_eq!(created.status, Status::Queued);
-    assert!(!created.done());
+    assert!(!created.done);
     assert_eq!(created.input, json!({ "n": 1 }));
     assert!(created.started_at.is_none() && created.finished_at.is_none());
     assert_eq!(store.get(&created.id).await.unwrap(), Some(created));
@@ -162,7 +162,7 @@ pub async fn finishing_needs_the_current_lease(store: Store) {
     store.heartbeat(&claim.lease, LEASE).await.expect("the holder may renew");
     let finished = store.finish(&claim.lease, Outcome::Succeeded(json!({ "ok": true }))).await.unwrap();
     assert_eq!(finished.status, Status::Succeeded);
-    assert!(finished.done());
+    assert!(finished.done);
     assert_eq!(finished.result, Some(json!({ "ok": true })));
     assert_eq!(finished.progress.percent, 100);
     assert!(finished.finished_at.is_some());
@@ -235,7 +235,7 @@ pub async fn progress_and_changes_are_visible(store: Store) {
     assert_eq!(store.get(&op.id).await.unwrap().unwrap().progress, progress);
     store.finish(&claim.lease, Outcome::Succeeded(json!(null))).await.unwrap();
     changes.changed().await.unwrap();
-    assert!(changes.borrow().done());
+    assert!(changes.borrow().done);
 }
 
 pub async fn delete_needs_a_finished_operation(store: Store) {

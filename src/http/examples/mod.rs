@@ -9,13 +9,14 @@
 
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::extract::State;
-use axum::routing::get;
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, Problem};
 use crate::http::extract::Query;
 use crate::http::state::AppState;
 
@@ -24,24 +25,33 @@ pub const MAX_FANOUT_MS: u64 = 10_000;
 pub const MAX_PRIME_LIMIT: usize = 5_000_000;
 pub const MAX_SLEEP_MS: u64 = 600_000;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/fanout", get(fanout)).route("/blocking", get(blocking)).route("/sleep", get(sleep))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(fanout)).routes(routes!(blocking)).routes(routes!(sleep))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct FanoutParams {
+    /// Sub-operations to run at once.
+    #[param(minimum = 1, maximum = 100)]
     n: u32,
+    /// How long each takes, in milliseconds.
+    #[param(maximum = 10000)]
     ms: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct FanoutResponse {
     results: Vec<String>,
     elapsed_ms: u128,
 }
 
 /// `n` sub-operations of `ms` each, concurrently: the whole takes about `ms`, not `n × ms`.
+#[utoipa::path(get, path = "/fanout", tag = "examples", params(FanoutParams), responses(
+    (status = 200, description = "Every sub-operation's result and the elapsed time", body = FanoutResponse),
+    (status = 400, description = "`n` or `ms` out of range", body = Problem, content_type = "application/problem+json"),
+))]
 async fn fanout(Query(params): Query<FanoutParams>) -> Result<axum::Json<FanoutResponse>, ApiError> {
     if !(1..=MAX_FANOUT).contains(&params.n) || params.ms > MAX_FANOUT_MS {
         return Err(ApiError::InvalidRequest(format!(
@@ -57,13 +67,16 @@ async fn fanout(Query(params): Query<FanoutParams>) -> Result<axum::Json<FanoutR
     Ok(axum::Json(FanoutResponse { results, elapsed_ms: started.elapsed().as_millis() }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct BlockingParams {
+    /// Count the primes below this.
+    #[param(minimum = 2, maximum = 5000000)]
     limit: usize,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct BlockingResponse {
     limit: usize,
     primes_below_limit: usize,
@@ -71,6 +84,10 @@ struct BlockingResponse {
 }
 
 /// Counts primes below `limit` on the blocking pool, never on the async workers.
+#[utoipa::path(get, path = "/blocking", tag = "examples", params(BlockingParams), responses(
+    (status = 200, description = "The count and the elapsed time", body = BlockingResponse),
+    (status = 400, description = "`limit` out of range", body = Problem, content_type = "application/problem+json"),
+))]
 async fn blocking(
     State(state): State<AppState>,
     Query(params): Query<BlockingParams>,
@@ -100,19 +117,27 @@ fn count_primes_below(limit: usize) -> usize {
     count
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct SleepParams {
+    /// How long to wait, in milliseconds.
+    #[param(maximum = 600000)]
     ms: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct SleepResponse {
     slept_ms: u64,
 }
 
 /// Waits `ms`, then answers. Beyond the request timeout the client gets 503 and the wait is
 /// dropped with the handler's future.
+#[utoipa::path(get, path = "/sleep", tag = "examples", params(SleepParams), responses(
+    (status = 200, description = "Slept", body = SleepResponse),
+    (status = 400, description = "`ms` out of range", body = Problem, content_type = "application/problem+json"),
+    (status = 503, description = "`ms` is above the request timeout", body = Problem, content_type = "application/problem+json"),
+))]
 async fn sleep(Query(params): Query<SleepParams>) -> Result<axum::Json<SleepResponse>, ApiError> {
     if params.ms > MAX_SLEEP_MS {
         return Err(ApiError::InvalidRequest(format!("`ms` must be at most {MAX_SLEEP_MS}")));

@@ -2,24 +2,32 @@
 //! 503 while starting, while draining, and while the operation store does not answer.
 
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
-use axum::routing::get;
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, Problem};
 use crate::http::state::AppState;
 use crate::lifecycle::Phase;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    #[schema(example = "ready")]
+    status: &'static str,
 }
 
-async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "alive" }))
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "service", responses((status = 200, description = "Alive", body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "alive" })
 }
 
-async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+/// Readiness: send this instance traffic now.
+#[utoipa::path(get, path = "/readyz", tag = "service", responses(
+    (status = 200, description = "Ready for traffic", body = Health),
+    (status = 503, description = "Starting, draining, or a dependency is down", body = Problem, content_type = "application/problem+json"),
+))]
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     let not_ready =
         |detail: &str| ApiError::Unavailable { kind: "not-ready", detail: detail.to_owned(), retry_after_secs: 1 };
     match state.lifecycle.phase() {
@@ -35,5 +43,5 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
             retry_after_secs: 5,
         });
     }
-    Ok(Json(json!({ "status": "ready" })))
+    Ok(Json(Health { status: "ready" }))
 }

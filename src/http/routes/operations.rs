@@ -5,17 +5,16 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{Json, Path, Query};
 use crate::http::state::AppState;
 use crate::operations::store::{ListQuery, PageToken};
@@ -30,21 +29,19 @@ const MAX_PAGE_SIZE: usize = 1000;
 /// How soon a client should poll again, in seconds.
 const POLL_AFTER_SECS: u32 = 1;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/operations", post(submit).get(list))
-        .route("/v1/operations/{id}", get(fetch).delete(remove))
-        .route("/v1/operations/{id}/wait", get(wait))
-        .route("/v1/operations/{id}/cancel", post(cancel))
-        .route("/v1/operations/{id}/events", get(events))
-}
-
-#[derive(Debug, Deserialize)]
+/// A submission: which kind to run, with what input, within what time.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SubmitRequest {
+#[schema(example = json!({ "kind": "sleep", "input": { "ms": 3000, "steps": 3 }, "timeout_ms": 60000 }))]
+pub struct SubmitRequest {
+    /// A registered kind: `sleep`, `fanout`, `digest`, `fail`, `panic`, or your own.
     kind: String,
+    /// The kind's input; each kind documents its fields.
     #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
     input: Value,
+    /// Deadline from submission, in milliseconds; the kind's default when absent.
+    #[schema(minimum = 1)]
     timeout_ms: Option<u64>,
 }
 
@@ -52,9 +49,30 @@ fn empty_object() -> Value {
     Value::Object(serde_json::Map::new())
 }
 
-/// `POST /v1/operations`: 202 with `Operation-Location`, or 200 with the finished operation when
+/// Submits an operation: 202 with `Operation-Location`, or 200 with the finished operation when
 /// `Prefer: wait=N` was given and it finished in time.
-async fn submit(
+#[utoipa::path(post, path = "/v1/operations", tag = "operations",
+    request_body = SubmitRequest,
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key and body return the same operation (1 to 255 visible ASCII characters)"),
+        ("Prefer" = Option<String>, Header, description = "`wait=N` (RFC 7240): wait up to N seconds for the operation to finish"),
+    ),
+    responses(
+        (status = 202, description = "Accepted; poll `Operation-Location`", body = Operation, headers(
+            ("Location" = String, description = "The operation's URL"),
+            ("Operation-Location" = String, description = "The operation's URL"),
+            ("Retry-After" = u32, description = "Seconds before polling again"),
+        )),
+        (status = 200, description = "Finished within the `Prefer: wait` time", body = Operation),
+        (status = 400, description = "Malformed JSON or `Idempotency-Key`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`Idempotency-Key` reused with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not `application/json`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown kind, input that does not fit, or a timeout above the maximum", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Queue full or shutting down; see `Retry-After`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn submit(
     State(state): State<AppState>,
     headers: HeaderMap,
     Json(request): Json<SubmitRequest>,
@@ -72,7 +90,7 @@ async fn submit(
     let Some(wait) = preferred_wait(&headers) else { return Ok(accepted(operation)) };
     let wait = wait.min(Duration::from_millis(state.settings.operations.max_wait_ms));
     let operation = state.executor.wait(&operation.id, wait).await?;
-    if !operation.done() {
+    if !operation.done {
         return Ok(accepted(operation));
     }
     let mut response = (StatusCode::OK, axum::Json(operation)).into_response();
@@ -128,29 +146,53 @@ fn preferred_wait(headers: &HeaderMap) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
-async fn fetch(State(state): State<AppState>, Path(id): Path<String>) -> Result<axum::Json<Operation>, ApiError> {
+/// Gets an operation.
+#[utoipa::path(get, path = "/v1/operations/{id}", tag = "operations",
+    params(("id" = String, Path, description = "The operation's id")),
+    responses(
+        (status = 200, description = "The operation", body = Operation),
+        (status = 404, description = "No operation has this id", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn fetch(State(state): State<AppState>, Path(id): Path<String>) -> Result<axum::Json<Operation>, ApiError> {
     Ok(axum::Json(state.executor.get(&id).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-struct ListParams {
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Only operations with this status.
+    #[param(value_type = Option<Status>)]
     status: Option<String>,
+    /// Only operations of this kind.
     kind: Option<String>,
+    /// Operations per page: 50 by default; above 1000 is lowered to 1000.
+    #[param(minimum = 1)]
     page_size: Option<usize>,
+    /// `next_page_token` from the previous page.
     page_token: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
-struct ListResponse {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ListResponse {
+    /// Newest first.
     operations: Vec<Operation>,
+    /// Present when there are more; pass it as `page_token`.
     #[serde(skip_serializing_if = "Option::is_none")]
     next_page_token: Option<String>,
 }
 
 /// `GET /v1/operations`: newest first, in pages. A page size above the maximum is lowered to it
 /// (AIP-158); zero, or a token this server did not issue, is a 400.
-async fn list(
+#[utoipa::path(get, path = "/v1/operations", tag = "operations",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of operations, newest first", body = ListResponse),
+        (status = 400, description = "A bad filter, page size or page token", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list(
     State(state): State<AppState>,
     Query(params): Query<ListParams>,
 ) -> Result<axum::Json<ListResponse>, ApiError> {
@@ -175,15 +217,25 @@ async fn list(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-struct WaitParams {
+#[into_params(parameter_in = Query)]
+pub struct WaitParams {
+    /// How long to wait at most; `operations.max_wait_ms` by default, and at most that.
     timeout_ms: Option<u64>,
 }
 
 /// `GET /v1/operations/{id}/wait`: answers as soon as the operation is done, or with its current
 /// state when the timeout passes; `done` says which.
-async fn wait(
+#[utoipa::path(get, path = "/v1/operations/{id}/wait", tag = "operations",
+    params(("id" = String, Path, description = "The operation's id"), WaitParams),
+    responses(
+        (status = 200, description = "The operation, done or as it was when the timeout passed", body = Operation),
+        (status = 400, description = "A timeout above the maximum", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No operation has this id", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn wait(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(params): Query<WaitParams>,
@@ -197,13 +249,29 @@ async fn wait(
 }
 
 /// `POST /v1/operations/{id}/cancel`: 202; the operation is `cancelled` from now on.
-async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+#[utoipa::path(post, path = "/v1/operations/{id}/cancel", tag = "operations",
+    params(("id" = String, Path, description = "The operation's id")),
+    responses(
+        (status = 202, description = "Cancelled", body = Operation),
+        (status = 404, description = "No operation has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The operation had already finished", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let cancelled = state.executor.cancel(&id).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(cancelled)).into_response())
 }
 
 /// `DELETE /v1/operations/{id}`: forgets a finished operation.
-async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+#[utoipa::path(delete, path = "/v1/operations/{id}", tag = "operations",
+    params(("id" = String, Path, description = "The operation's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No operation has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Still queued or running; cancel it first", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     state.executor.delete(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -211,7 +279,15 @@ async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Result
 /// `GET /v1/operations/{id}/events`: Server-Sent Events, an `operation` event with the whole
 /// operation first and at every change of status or progress, ending after the terminal state.
 /// A slow reader may see progress coalesced, never a missed terminal state.
-async fn events(
+#[utoipa::path(get, path = "/v1/operations/{id}/events", tag = "operations",
+    params(("id" = String, Path, description = "The operation's id")),
+    responses(
+        (status = 200, description = "`operation` events, each carrying the whole operation as JSON; the stream ends after the terminal state",
+         body = String, content_type = "text/event-stream"),
+        (status = 404, description = "No operation has this id", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn events(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
@@ -223,7 +299,7 @@ async fn events(
         let operation = changes.borrow_and_update().clone();
         let data = serde_json::to_string(&operation).unwrap_or_default();
         let event = Event::default().event("operation").data(data);
-        Some((Ok(event), (changes, false, operation.done())))
+        Some((Ok(event), (changes, false, operation.done)))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }

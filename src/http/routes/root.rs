@@ -8,7 +8,11 @@
 //! | `self.write("Result: {}".format(result))` | returning `String` (axum sets `text/plain; charset=utf-8`) |
 //! | `IOLoop.current().start()` | the tokio runtime that `main` starts |
 
-/// `GET /`: awaits an async operation and answers with its result.
+/// The seed's handler: awaits an async operation and answers with its result.
+#[utoipa::path(get, path = "/", tag = "service", responses(
+    (status = 200, description = "The async operation's result", body = String, content_type = "text/plain",
+     example = "Result: Async operation result")
+))]
 pub async fn root() -> String {
     let result = async_operation().await;
     format!("Result: {result}")

@@ -77,7 +77,7 @@ impl Inner {
     /// Moves `id` to a terminal state and out of the queue and running indexes.
     fn end(&mut self, id: &str, outcome: Outcome, now: OffsetDateTime) -> Result<Operation, StoreError> {
         let record = self.records.get_mut(id).ok_or(StoreError::NotFound)?;
-        if record.state.borrow().done() {
+        if record.state.borrow().done {
             return Err(StoreError::AlreadyFinished);
         }
         record.lease = None;
@@ -124,6 +124,7 @@ impl OperationStore for MemoryStore {
             id: new.id.clone(),
             kind: new.kind,
             status: Status::Queued,
+            done: false,
             input: new.input,
             progress: Progress::default(),
             result: None,
@@ -219,7 +220,7 @@ impl OperationStore for MemoryStore {
 
     async fn delete(&self, id: &str) -> Result<(), StoreError> {
         let mut inner = self.lock();
-        if !inner.record(id)?.state.borrow().done() {
+        if !inner.record(id)?.state.borrow().done {
             return Err(StoreError::NotFinished);
         }
         inner.remove(id);

@@ -1,0 +1,6 @@
+//! What keel tells its operators: logs (tracing) and metrics (Prometheus).
+
+mod logs;
+pub mod metrics;
+
+pub use logs::{TelemetryGuard, init};
