@@ -353,7 +353,8 @@ impl Inner {
         lock(&self.running).remove(&lease.operation_id);
         match self.store.finish(&lease, outcome).await {
             Ok(finished) => {
-                tracing::debug!(operation_id = %finished.id, status = finished.status.as_str(), "operation finished")
+                record_finished(&finished);
+                tracing::debug!(operation_id = %finished.id, status = finished.status.as_str(), "operation finished");
             }
             Err(StoreError::LeaseLost) => {
                 tracing::debug!(operation_id = %lease.operation_id, "result discarded: the operation had already ended");
@@ -423,7 +424,8 @@ impl Inner {
             let now = OffsetDateTime::now_utc();
             match self.store.expire(now).await {
                 Ok(ended) if !ended.is_empty() => {
-                    tracing::info!(count = ended.len(), "expired operations that could no longer finish")
+                    ended.iter().for_each(record_finished);
+                    tracing::info!(count = ended.len(), "expired operations that could no longer finish");
                 }
                 Ok(_) => {}
                 Err(error) => tracing::warn!(%error, "could not expire operations"),

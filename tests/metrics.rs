@@ -1,0 +1,101 @@
+//! `/metrics` after traffic. One process has one metrics recorder, so this binary holds the
+//! tests that read it, and each compares before and after rather than absolute values.
+
+mod common;
+
+use std::time::Duration;
+
+use axum::Router;
+use common::{get, post_json, router, settings_with, spawn_app};
+use keel::operations::Status;
+use serde_json::json;
+
+/// The value of one sample, `name{labels}` exactly as exposed; 0 when absent.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .map_or(0.0, |value| value.trim().parse().unwrap())
+}
+
+async fn scrape(app: &Router) -> String {
+    let answer = get(app, "/metrics").await;
+    assert_eq!(answer.status, 200);
+    assert!(answer.header("content-type").unwrap().starts_with("text/plain; version=0.0.4"));
+    answer.text()
+}
+
+#[tokio::test]
+async fn metrics_move_with_traffic_and_operations() {
+    let (app, state) =
+        router(settings_with(&[("APP_OPERATIONS__MAX_RUNNING", "1"), ("APP_OPERATIONS__QUEUE_CAPACITY", "1")]));
+    let before = scrape(&app).await;
+
+    for _ in 0..3 {
+        assert_eq!(get(&app, "/").await.status, 200);
+    }
+    get(&app, "/v1/operations/missing").await;
+
+    let running = post_json(&app, "/v1/operations", json!({ "kind": "sleep", "input": { "ms": 60_000 } })).await.json();
+    let running_id = running["id"].as_str().unwrap();
+    let mut changes = state.executor.watch(running_id).await.unwrap();
+    changes.wait_for(|op| op.status == Status::Running).await.unwrap();
+    let queued = post_json(&app, "/v1/operations", json!({ "kind": "fail", "input": {} })).await.json();
+    let refused = post_json(&app, "/v1/operations", json!({ "kind": "sleep", "input": { "ms": 1 } })).await;
+    assert_eq!(refused.status, 503);
+
+    let during = scrape(&app).await;
+    assert_eq!(sample(&during, "operations_running"), 1.0);
+    assert_eq!(sample(&during, "operations_queued"), 1.0);
+
+    post_json(&app, &format!("/v1/operations/{running_id}/cancel"), json!({})).await;
+    let queued_id = queued["id"].as_str().unwrap();
+    state.executor.wait(queued_id, Duration::from_secs(10)).await.unwrap();
+
+    // The run records its end just after the store shows it, so let the run task get there.
+    let finished = r#"operations_finished_total{kind="fail",status="failed"}"#;
+    let mut after = scrape(&app).await;
+    for _ in 0..100 {
+        if sample(&after, finished) > sample(&before, finished) {
+            break;
+        }
+        tokio::task::yield_now().await;
+        after = scrape(&app).await;
+    }
+    let moved = |series: &str| sample(&after, series) - sample(&before, series);
+    assert_eq!(moved(r#"http_requests_total{method="GET",route="/",status="200"}"#), 3.0);
+    assert_eq!(moved(r#"http_requests_total{method="GET",route="/v1/operations/{id}",status="404"}"#), 1.0);
+    assert_eq!(moved(r#"http_request_duration_seconds_count{method="GET",route="/"}"#), 3.0);
+    assert_eq!(moved(r#"operations_submitted_total{kind="sleep"}"#), 1.0);
+    assert_eq!(moved(r#"operations_submitted_total{kind="fail"}"#), 1.0);
+    assert_eq!(moved(r#"operations_rejected_total{reason="queue_full"}"#), 1.0);
+    assert_eq!(moved(r#"operations_finished_total{kind="sleep",status="cancelled"}"#), 1.0);
+    assert_eq!(moved(r#"operations_finished_total{kind="fail",status="failed"}"#), 1.0);
+    assert_eq!(moved(r#"operation_run_duration_seconds_count{kind="fail"}"#), 1.0);
+    assert_eq!(sample(&after, "operations_running"), 0.0);
+    assert!(sample(&after, "process_uptime_seconds") > 0.0);
+    assert!(after.lines().any(|l| l.starts_with("keel_build_info{version=\"") && l.ends_with(" 1")), "{after}");
+    assert!(after.contains("http_requests_in_flight"));
+}
+
+#[tokio::test]
+async fn metrics_can_have_a_port_of_their_own() {
+    let settings = settings_with(&[("APP_METRICS__PORT", "0")]);
+    let app = keel::Application::build(settings).await.unwrap();
+    let metrics = app.metrics_addr().expect("a metrics listener");
+    let main = format!("http://{}", app.local_addr());
+    let server = tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let client = reqwest::Client::new();
+    let scraped = client.get(format!("http://{metrics}/metrics")).send().await.unwrap();
+    assert_eq!(scraped.status(), 200);
+    assert!(scraped.text().await.unwrap().contains("keel_build_info"));
+    assert_eq!(client.get(format!("{main}/metrics")).send().await.unwrap().status(), 404, "not on the main port");
+    assert_eq!(client.get(format!("{main}/")).send().await.unwrap().status(), 200);
+    server.abort();
+}
+
+#[tokio::test]
+async fn metrics_can_be_turned_off() {
+    let app = spawn_app(settings_with(&[("APP_METRICS__ENABLED", "false")])).await;
+    assert_eq!(app.client.get(app.url("/metrics")).send().await.unwrap().status(), 404);
+    app.stop().await.unwrap();
+}
