@@ -1,6 +1,6 @@
 # keel's everyday commands. `make` alone lists them.
 .DEFAULT_GOAL := help
-.PHONY: help run test lint fmt clean
+.PHONY: help run test lint fmt fuzz clean
 
 CARGO ?= cargo
 
@@ -19,6 +19,9 @@ lint: ## Check formatting and run clippy with warnings as errors
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
+
+fuzz: ## Fuzz a running keel against its OpenAPI document (schemathesis, installed into .venv)
+	scripts/fuzz.sh
 
 clean: ## Remove build output
 	$(CARGO) clean

@@ -44,8 +44,9 @@ pub fn app(routes: OpenApiRouter<AppState>, state: AppState) -> Router {
     let routes =
         if metrics.enabled && metrics.port.is_none() { routes.routes(routes!(metrics::metrics)) } else { routes };
     let (router, api) = routes.split_for_parts();
+    let document = openapi::document(api, &state.settings, state.executor.registry());
     let router = router
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
+        .merge(SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", document))
         .fallback(|| async { ApiError::NotFound("no route matches this path".to_owned()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
     middleware::apply(router, &state.settings.server).with_state(state)

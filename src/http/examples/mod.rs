@@ -21,7 +21,7 @@ use crate::http::extract::Query;
 use crate::http::state::AppState;
 
 pub const MAX_FANOUT: u32 = 100;
-pub const MAX_FANOUT_MS: u64 = 10_000;
+pub const MAX_FANOUT_MS: u64 = 5_000;
 pub const MAX_PRIME_LIMIT: usize = 5_000_000;
 pub const MAX_SLEEP_MS: u64 = 600_000;
 
@@ -37,7 +37,7 @@ struct FanoutParams {
     #[param(minimum = 1, maximum = 100)]
     n: u32,
     /// How long each takes, in milliseconds.
-    #[param(maximum = 10000)]
+    #[param(maximum = 5000)]
     ms: u64,
 }
 

@@ -279,11 +279,22 @@ pub async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Re
 /// `GET /v1/operations/{id}/events`: Server-Sent Events, an `operation` event with the whole
 /// operation first and at every change of status or progress, ending after the terminal state.
 /// A slow reader may see progress coalesced, never a missed terminal state.
+/// One Server-Sent Event of `/events`, as a client's event parser sees it.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)] // Documents the wire format; events are written by axum's `Event`.
+pub struct OperationEvent {
+    /// Always `operation`.
+    #[schema(example = "operation")]
+    event: String,
+    /// The whole operation, as JSON.
+    data: String,
+}
+
 #[utoipa::path(get, path = "/v1/operations/{id}/events", tag = "operations",
     params(("id" = String, Path, description = "The operation's id")),
     responses(
         (status = 200, description = "`operation` events, each carrying the whole operation as JSON; the stream ends after the terminal state",
-         body = String, content_type = "text/event-stream"),
+         body = OperationEvent, content_type = "text/event-stream"),
         (status = 404, description = "No operation has this id", body = Problem, content_type = "application/problem+json"),
     )
 )]
