@@ -159,12 +159,16 @@ pub fn build_state(settings: Settings, registry: Registry) -> AppState {
         blocking.clone(),
         ExecutorSettings::from(&settings.operations),
     );
-    tokio::spawn(async {
-        let mut ticks = tokio::time::interval(metrics::UPKEEP_INTERVAL);
-        loop {
-            ticks.tick().await;
-            metrics::recorder().run_upkeep();
-        }
-    });
+    if settings.metrics.enabled {
+        // Installed now, before anything is recorded: without a recorder, recordings are dropped.
+        let recorder = metrics::recorder();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(metrics::UPKEEP_INTERVAL);
+            loop {
+                ticks.tick().await;
+                recorder.run_upkeep();
+            }
+        });
+    }
     AppState { settings: Arc::new(settings), lifecycle: Lifecycle::default(), executor, blocking }
 }

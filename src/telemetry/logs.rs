@@ -2,10 +2,12 @@
 //! object per line for log collectors.
 //!
 //! Writing goes through a non-blocking, lossy writer: a slow stdout (a full pipe, a stalled log
-//! shipper) drops lines rather than stalling request handling. Keep the returned guard alive
-//! until exit, or the last lines are lost.
+//! shipper) drops lines rather than stalling request handling. Its worker thread drains every
+//! queued line into a buffer and then flushes, so under load many lines cost one `write` instead
+//! of one each, and when idle a line still appears at once. Keep the returned guard alive until
+//! exit, or the last lines are lost.
 
-use std::io::IsTerminal;
+use std::io::{BufWriter, IsTerminal};
 
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
@@ -23,7 +25,7 @@ pub fn init(settings: &LogSettings) -> TelemetryGuard {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.filter))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
+    let (writer, guard) = tracing_appender::non_blocking(BufWriter::with_capacity(64 * 1024, std::io::stdout()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
