@@ -1,6 +1,6 @@
 # keel's everyday commands. `make` alone lists them.
 .DEFAULT_GOAL := help
-.PHONY: help run test lint fmt fuzz clean
+.PHONY: help run test lint fmt fuzz bench clean
 
 CARGO ?= cargo
 
@@ -25,3 +25,8 @@ fuzz: ## Fuzz a running keel against its OpenAPI document (schemathesis, install
 
 clean: ## Remove build output
 	$(CARGO) clean
+
+bench: ## Benchmark keel against bare axum and the Tornado seed; updates the README's figures
+	command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk)
+	test -x .venv-bench/bin/python || (python3 -m venv .venv-bench && .venv-bench/bin/pip install --quiet 'tornado>=6.4' 'matplotlib>=3.8')
+	.venv-bench/bin/python bench/bench.py

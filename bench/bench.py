@@ -1,0 +1,277 @@
+#!/usr/bin/env python3
+"""keel's benchmark: `make bench` runs it.
+
+On one machine, in one run, with the same load generator (wrk) and settings:
+  1. GET / on keel in its production configuration (JSON access log, request ids, timeout,
+     metrics on);
+  2. the same handler on bare axum (examples/bare_axum.rs);
+  3. the Tornado program from the seed (bench/tornado_seed.py), unchanged.
+Then the operation layer: submit-to-completion throughput of a trivial operation over HTTP,
+memory per queued and per finished operation, start-up time to a ready /readyz, idle memory,
+and the release binary's size.
+
+Writes bench/results.json and bench/results.png, and rewrites the README's results table
+between its `bench:start` and `bench:end` markers. A benchmark, not a test: it asserts nothing.
+"""
+
+import json
+import os
+import platform
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RELEASE = ROOT / "target" / "release"
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
+SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
+THREADS = 2
+OPERATIONS = int(os.environ.get("BENCH_OPERATIONS", "100000"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_ready(url, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.01)
+    raise RuntimeError(f"{url} never answered 200")
+
+
+class Server:
+    """A server process, stopped on exit, its output discarded (as a log shipper would take it)."""
+
+    def __init__(self, command, env=None, ready_url=None, cwd=None):
+        self.process = subprocess.Popen(
+            command, env={**os.environ, **(env or {})}, cwd=cwd,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        if ready_url:
+            wait_until_ready(ready_url)
+
+    def rss_kib(self):
+        with open(f"/proc/{self.process.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def keel(port, **settings):
+    env = {"APP_ENV": "production", "APP_SERVER__HOST": "127.0.0.1", "APP_SERVER__PORT": str(port)}
+    env.update({f"APP_{key.upper()}": str(value) for key, value in settings.items()})
+    return Server([str(RELEASE / "keel")], env, f"http://127.0.0.1:{port}/readyz")
+
+
+def parse_duration_ms(text):
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def wrk(url, seconds, script=None):
+    command = ["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", url]
+    if script:
+        command[1:1] = ["-s", str(script)]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+        "p50_ms": parse_duration_ms(re.search(r"\s50%\s+(\S+)", output).group(1)),
+        "p99_ms": parse_duration_ms(re.search(r"\s99%\s+(\S+)", output).group(1)),
+        "errors": int(errors.group(1)) if errors else 0,
+    }
+
+
+def measure(url, script=None):
+    wrk(url, 2, script)  # warm-up
+    rounds = [wrk(url, SECONDS, script) for _ in range(ROUNDS)]
+    median = {key: statistics.median(r[key] for r in rounds) for key in ("rps", "p50_ms", "p99_ms")}
+    median["errors"] = sum(r["errors"] for r in rounds)
+    return median
+
+
+def bench_http():
+    results = {}
+    port = free_port()
+    with keel(port):
+        results["keel"] = measure(f"http://127.0.0.1:{port}/")
+    port = free_port()
+    with Server([str(RELEASE / "examples" / "bare_axum"), f"127.0.0.1:{port}"], ready_url=f"http://127.0.0.1:{port}/"):
+        results["bare axum"] = measure(f"http://127.0.0.1:{port}/")
+    python = str(ROOT / ".venv-bench" / "bin" / "python")
+    with Server([python, str(ROOT / "bench" / "tornado_seed.py")], ready_url="http://127.0.0.1:8888/"):
+        results["Tornado"] = measure("http://127.0.0.1:8888/")
+    return results
+
+
+def operation_throughput():
+    port = free_port()
+    with keel(port, operations__max_running=4096, operations__queue_capacity=100000, operations__retention_ms=5000):
+        return measure(f"http://127.0.0.1:{port}/v1/operations", ROOT / "bench" / "submit.lua")
+
+
+def submit(port, count, body):
+    subprocess.run(
+        [str(RELEASE / "examples" / "submit_operations"), f"http://127.0.0.1:{port}", str(count), "64", body],
+        check=True, capture_output=True,
+    )
+
+
+def scrape(port, name):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    return 0.0
+
+
+def memory_per_operation():
+    """RSS before and after OPERATIONS operations, queued (behind one that holds the only slot)
+    and finished (kept for retention)."""
+    port = free_port()
+    with keel(port, operations__max_running=1, operations__queue_capacity=OPERATIONS + 10) as server:
+        submit(port, 1, '{"kind":"sleep","input":{"ms":3600000}}')
+        before = server.rss_kib()
+        submit(port, OPERATIONS, '{"kind":"sleep","input":{"ms":1}}')
+        queued = (server.rss_kib() - before) * 1024 / OPERATIONS
+    port = free_port()
+    with keel(port, operations__max_running=256, operations__queue_capacity=OPERATIONS + 10) as server:
+        before = server.rss_kib()
+        submit(port, OPERATIONS, '{"kind":"sleep","input":{"ms":0}}')
+        while scrape(port, "operations_queued") + scrape(port, "operations_running") > 0:
+            time.sleep(0.1)
+        finished = (server.rss_kib() - before) * 1024 / OPERATIONS
+    return {"queued_bytes": queued, "finished_bytes": finished}
+
+
+def startup():
+    times, idle = [], []
+    for _ in range(5):
+        port = free_port()
+        started = time.monotonic()
+        with keel(port) as server:
+            times.append((time.monotonic() - started) * 1000)
+            idle.append(server.rss_kib() / 1024)
+    return {"ready_ms": statistics.median(times), "idle_rss_mib": statistics.median(idle)}
+
+
+def chart(http, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(http)
+    colours = ["#2b6cb0", "#718096", "#c05621"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.bar(names, [http[n]["rps"] for n in names], color=colours)
+    left.set_title("GET /: requests per second (higher is better)")
+    right.bar(names, [http[n]["p99_ms"] for n in names], color=colours)
+    right.set_title("GET /: p99 latency, ms (lower is better)")
+    right.set_yscale("log")
+    for axis in (left, right):
+        axis.grid(axis="y", alpha=0.3)
+    fig.suptitle(f"wrk -t{THREADS} -c{CONNECTIONS}, median of {ROUNDS} x {SECONDS} s, {machine()}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def machine():
+    cpu = "unknown CPU"
+    with open("/proc/cpuinfo") as info:
+        for line in info:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return f"{os.cpu_count()} cores, {cpu}, {platform.system()} {platform.release()}"
+
+
+def table(results):
+    http, ops, mem, start = results["http"], results["operations"], results["memory"], results["startup"]
+    keel_rps = http["keel"]["rps"]
+    lines = [
+        f"Measured {results['date']} on {results['machine']}; wrk -t{THREADS} -c{CONNECTIONS}, "
+        f"median of {ROUNDS} rounds of {SECONDS} s, load generator and server on the same machine.",
+        "",
+        "| GET / | requests/s | p50 | p99 |",
+        "|---|---|---|---|",
+    ]
+    for name, r in http.items():
+        lines.append(f"| {name} | {r['rps']:,.0f} | {r['p50_ms']:.2f} ms | {r['p99_ms']:.2f} ms |")
+    lines += [
+        "",
+        f"keel / bare axum: **{keel_rps / http['bare axum']['rps']:.2f}** (target 0.8); "
+        f"keel / Tornado: **{keel_rps / http['Tornado']['rps']:.1f}×** (target 20).",
+        "",
+        "| operation layer and process | measured | target |",
+        "|---|---|---|",
+        f"| trivial operations, submit to completion over HTTP | {ops['rps']:,.0f} /s (p99 {ops['p99_ms']:.1f} ms) | 20,000 /s |",
+        f"| memory per queued operation | {mem['queued_bytes']:,.0f} bytes | under 2 KB |",
+        f"| memory per finished operation kept for retention | {mem['finished_bytes']:,.0f} bytes | |",
+        f"| start-up to a ready /readyz | {start['ready_ms']:.0f} ms | |",
+        f"| idle memory (RSS) | {start['idle_rss_mib']:.1f} MiB | |",
+        f"| release binary | {results['binary_mib']:.1f} MiB | |",
+    ]
+    return "\n".join(lines)
+
+
+def update_readme(text):
+    readme = ROOT / "README.md"
+    content = readme.read_text()
+    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+    if start in content and end in content:
+        before, rest = content.split(start, 1)
+        _, after = rest.split(end, 1)
+        readme.write_text(f"{before}{start}\n{text}\n{end}{after}")
+
+
+def main():
+    subprocess.run(
+        ["cargo", "build", "--release", "--locked", "--bin", "keel", "--example", "bare_axum", "--example", "submit_operations"],
+        cwd=ROOT, check=True,
+    )
+    results = {"date": time.strftime("%Y-%m-%d"), "machine": machine()}
+    print("GET / on keel, bare axum and Tornado ...", flush=True)
+    results["http"] = bench_http()
+    print("operation throughput ...", flush=True)
+    results["operations"] = operation_throughput()
+    print(f"memory per operation ({OPERATIONS} operations) ...", flush=True)
+    results["memory"] = memory_per_operation()
+    print("start-up ...", flush=True)
+    results["startup"] = startup()
+    results["binary_mib"] = (RELEASE / "keel").stat().st_size / (1024 * 1024)
+    (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    chart(results["http"], ROOT / "bench" / "results.png")
+    text = table(results)
+    update_readme(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
