@@ -24,12 +24,8 @@ async fn main() {
             let (next, refused) = (next.clone(), refused.clone());
             tokio::spawn(async move {
                 while next.fetch_add(1, Ordering::Relaxed) < count {
-                    let response = client
-                        .post(&url)
-                        .header("content-type", "application/json")
-                        .body(body.clone())
-                        .send()
-                        .await;
+                    let response =
+                        client.post(&url).header("content-type", "application/json").body(body.clone()).send().await;
                     if !response.is_ok_and(|r| r.status().is_success()) {
                         refused.fetch_add(1, Ordering::Relaxed);
                     }

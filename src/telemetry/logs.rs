@@ -13,6 +13,7 @@ use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::FmtSpan;
 
+use super::json::{JsonFields, JsonLines};
 use crate::config::{LogFormat, LogSettings};
 
 /// Flushes buffered log lines when dropped.
@@ -32,7 +33,7 @@ pub fn init(settings: &LogSettings) -> TelemetryGuard {
         .with_ansi(std::io::stdout().is_terminal())
         .with_span_events(FmtSpan::NONE);
     match settings.format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).init(),
+        LogFormat::Json => builder.fmt_fields(JsonFields).event_format(JsonLines).init(),
         LogFormat::Pretty => builder.compact().init(),
     }
     TelemetryGuard(guard)
