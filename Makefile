@@ -1,6 +1,6 @@
 # keel's everyday commands. `make` alone lists them.
 .DEFAULT_GOAL := help
-.PHONY: help run test lint fmt fuzz bench clean
+.PHONY: help run test lint fmt fuzz bench docker-test clean
 
 CARGO ?= cargo
 
@@ -23,10 +23,13 @@ fmt: ## Format the code
 fuzz: ## Fuzz a running keel against its OpenAPI document (schemathesis, installed into .venv)
 	scripts/fuzz.sh
 
-clean: ## Remove build output
-	$(CARGO) clean
+docker-test: ## Build the Dockerfile and check the image: health, non-root, read-only, SIGTERM, size, lint, compose, manifests
+	scripts/docker-test.sh
 
 bench: ## Benchmark keel against bare axum and the Tornado seed; updates the README's figures
 	command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk)
 	test -x .venv-bench/bin/python || (python3 -m venv .venv-bench && .venv-bench/bin/pip install --quiet 'tornado>=6.4' 'matplotlib>=3.8')
 	.venv-bench/bin/python bench/bench.py
+
+clean: ## Remove build output
+	$(CARGO) clean

