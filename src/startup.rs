@@ -27,7 +27,7 @@ use crate::config::Settings;
 use crate::http::{self, AppState};
 use crate::lifecycle::{Lifecycle, Phase};
 use crate::operations::kinds;
-use crate::operations::{Executor, ExecutorSettings, MemoryStore, Registry};
+use crate::operations::{Executor, ExecutorSettings, MemoryStore, OperationStore, Registry};
 use crate::telemetry::metrics;
 
 pub struct Application {
@@ -150,15 +150,16 @@ impl Application {
     }
 }
 
-/// Wires the shared state; needs a tokio runtime (the executor starts its tasks).
+/// Wires the shared state with the in-memory store; needs a tokio runtime (the executor starts
+/// its tasks).
 pub fn build_state(settings: Settings, registry: Registry) -> AppState {
+    build_state_with_store(settings, registry, Arc::new(MemoryStore::new()))
+}
+
+/// Wires the shared state around `store`: where a shared store (Postgres) plugs in.
+pub fn build_state_with_store(settings: Settings, registry: Registry, store: Arc<dyn OperationStore>) -> AppState {
     let blocking = BlockingPool::new(settings.blocking.max_parallel);
-    let executor = Executor::start(
-        Arc::new(MemoryStore::new()),
-        registry,
-        blocking.clone(),
-        ExecutorSettings::from(&settings.operations),
-    );
+    let executor = Executor::start(store, registry, blocking.clone(), ExecutorSettings::from(&settings.operations));
     if settings.metrics.enabled {
         // Installed now, before anything is recorded: without a recorder, recordings are dropped.
         let recorder = metrics::recorder();
