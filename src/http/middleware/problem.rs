@@ -6,23 +6,21 @@
 //! `application/problem+json`, whoever produced it.
 
 use axum::body::Body;
-use axum::extract::Request;
 use axum::http::{HeaderValue, header};
-use axum::middleware::Next;
 use axum::response::Response;
 
 use super::request_id::RequestId;
 use crate::http::error::{PROBLEM_JSON, Problem};
 
-pub async fn render_problems(request: Request, next: Next) -> Response {
-    let request_id = request.extensions().get::<RequestId>().map(|id| id.0.clone());
-    let mut response = next.run(request).await;
+/// Writes out the problem attached to `response`, or one for an unrendered error status;
+/// passes anything else through untouched.
+pub fn render(mut response: Response, request_id: Option<&RequestId>) -> Response {
     let problem = match response.extensions_mut().remove::<Problem>() {
         Some(problem) => problem,
         None if is_unrendered_error(&response) => Problem::for_status(response.status()),
         None => return response,
     };
-    write(response, Problem { request_id, ..problem })
+    write(response, Problem { request_id: request_id.map(|id| id.as_str().to_owned()), ..problem })
 }
 
 fn is_unrendered_error(response: &Response) -> bool {

@@ -6,14 +6,14 @@
 
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue};
-use axum::middleware::Next;
-use axum::response::Response;
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 const MAX_LENGTH: usize = 64;
 
+/// The request's id, as a header value: cloning it shares one buffer, so the request header,
+/// the extension, the response header and an error body all use the same bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestId(pub String);
+pub struct RequestId(HeaderValue);
 
 impl RequestId {
     /// Keeps the characters that are safe in logs and headers (`A-Z a-z 0-9 - _ . :`), at most
@@ -26,27 +26,35 @@ impl RequestId {
             .take(MAX_LENGTH)
             .map(char::from)
             .collect();
-        (!id.is_empty()).then_some(Self(id))
+        HeaderValue::try_from(id).ok().filter(|value| !value.is_empty()).map(Self)
     }
 
     pub fn generate() -> Self {
-        Self(uuid::Uuid::new_v4().to_string())
+        let id = uuid::Uuid::new_v4().hyphenated().to_string();
+        Self(HeaderValue::try_from(id).unwrap_or_else(|_| HeaderValue::from_static("unavailable")))
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII ever goes in, so this never falls back.
+        self.0.to_str().unwrap_or("")
+    }
+
+    pub fn header_value(&self) -> HeaderValue {
+        self.0.clone()
     }
 }
 
-pub async fn request_id(mut request: Request, next: Next) -> Response {
+/// Gives `request` its id: the client's, sanitised, or a fresh one. Sets the header (so that
+/// whatever forwards the request passes it on) and the extension.
+pub fn assign(request: &mut Request) -> RequestId {
     let id = request
         .headers()
         .get(&REQUEST_ID_HEADER)
         .and_then(|value| RequestId::sanitised(value.as_bytes()))
         .unwrap_or_else(RequestId::generate);
-    // Sanitised ids are plain ASCII, so they are always valid header values.
-    let header = HeaderValue::from_str(&id.0).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
-    request.headers_mut().insert(REQUEST_ID_HEADER, header.clone());
-    request.extensions_mut().insert(id);
-    let mut response = next.run(request).await;
-    response.headers_mut().insert(REQUEST_ID_HEADER, header);
-    response
+    request.headers_mut().insert(REQUEST_ID_HEADER, id.header_value());
+    request.extensions_mut().insert(id.clone());
+    id
 }
 
 #[cfg(test)]
@@ -55,14 +63,19 @@ mod tests {
 
     #[test]
     fn keeps_a_sane_id() {
-        assert_eq!(RequestId::sanitised(b"abc-123_x.y:z").unwrap().0, "abc-123_x.y:z");
+        assert_eq!(RequestId::sanitised(b"abc-123_x.y:z").unwrap().as_str(), "abc-123_x.y:z");
     }
 
     #[test]
     fn strips_unsafe_characters_and_caps_length() {
-        assert_eq!(RequestId::sanitised(b"a b\"c\n{d}").unwrap().0, "abcd");
-        assert_eq!(RequestId::sanitised(&[b'x'; 500]).unwrap().0.len(), MAX_LENGTH);
+        assert_eq!(RequestId::sanitised(b"a b\"c\n{d}").unwrap().as_str(), "abcd");
+        assert_eq!(RequestId::sanitised(&[b'x'; 500]).unwrap().as_str().len(), MAX_LENGTH);
         assert_eq!(RequestId::sanitised("é∑".as_bytes()), None);
         assert_eq!(RequestId::sanitised(b""), None);
+    }
+
+    #[test]
+    fn generates_a_uuid() {
+        assert_eq!(RequestId::generate().as_str().len(), 36);
     }
 }
