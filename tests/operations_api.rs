@@ -269,20 +269,18 @@ async fn submissions_during_shutdown_get_503() {
     submit(&app, json!({ "kind": "sleep", "input": { "ms": 1 } })).await.problem(503, "shutting-down");
 }
 
+/// Submits through a real socket and returns the new operation's id.
+async fn submit_over_http(app: &common::TestApp, body: Value) -> String {
+    let response = app.client.post(app.url("/v1/operations")).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 202);
+    let submitted: Value = response.json().await.unwrap();
+    submitted["id"].as_str().unwrap().to_owned()
+}
+
 #[tokio::test]
 async fn events_stream_each_change_and_end_after_the_terminal_state() {
     let app = spawn_app(settings()).await;
-    let submitted: Value = app
-        .client
-        .post(app.url("/v1/operations"))
-        .json(&json!({ "kind": "sleep", "input": { "ms": 300, "steps": 3 } }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = submitted["id"].as_str().unwrap();
+    let id = &submit_over_http(&app, json!({ "kind": "sleep", "input": { "ms": 300, "steps": 3 } })).await;
     let response = app.client.get(app.url(&format!("/v1/operations/{id}/events"))).send().await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "text/event-stream");
@@ -309,17 +307,7 @@ async fn events_stream_each_change_and_end_after_the_terminal_state() {
 #[tokio::test]
 async fn a_long_poll_over_a_real_socket_returns_on_completion() {
     let app = spawn_app(settings()).await;
-    let submitted: Value = app
-        .client
-        .post(app.url("/v1/operations"))
-        .json(&json!({ "kind": "fanout", "input": { "n": 10, "ms": 50 } }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = submitted["id"].as_str().unwrap();
+    let id = &submit_over_http(&app, json!({ "kind": "fanout", "input": { "n": 10, "ms": 50 } })).await;
     let waited: Value =
         app.client.get(app.url(&format!("/v1/operations/{id}/wait"))).send().await.unwrap().json().await.unwrap();
     assert_eq!(waited["status"], "succeeded");
