@@ -46,7 +46,8 @@ impl Process {
     }
 
     pub fn terminate(&self) {
-        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        // The shell's built-in `kill`: slim images have no procps, so no `kill` binary.
+        let status = Command::new("sh").args(["-c", &format!("kill -TERM {}", self.child.id())]).status().unwrap();
         assert!(status.success());
     }
 }
