@@ -171,8 +171,8 @@ impl OperationStore for MemoryStore {
         Ok(Page { operations, next_page_token })
     }
 
-    async fn claim(&self, worker: &str, lease_ttl: Duration) -> Result<Option<Claim>, StoreError> {
-        let _ = worker; // One process owns a memory store; a shared store records the worker.
+    /// One process owns a memory store, so the worker is not recorded; a shared store records it.
+    async fn claim(&self, _worker: &str, lease_ttl: Duration) -> Result<Option<Claim>, StoreError> {
         let mut inner = self.lock();
         let Some((_, id)) = inner.queue.pop_first() else { return Ok(None) };
         inner.next_lease += 1;
