@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 image=${1:-localhost/keel:test}
 project=keel-compose-test
-export KEEL_PORT=${KEEL_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
+export KEEL_PORT=${KEEL_PORT:-$(scripts/free-port)}
 
 # compose.yaml names the image keel:latest and would build it if missing; reuse the tested one.
 podman tag "$image" localhost/keel:latest

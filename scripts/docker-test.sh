@@ -55,7 +55,7 @@ echo "image size: $size bytes (${size_mb} MB)"
 sed -i "/<!-- image:start -->/,/<!-- image:end -->/ s/^The image is \*\*[^*]*\*\*/The image is **${size_mb} MB**/" README.md
 
 step "run it with a read-only root filesystem; wait until healthy"
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(scripts/free-port)
 cleanup
 "${run[@]}" -d --read-only --name "$name" -p "127.0.0.1:$port:8080" \
     -e APP_LOG__FILTER=info,keel::http::middleware=debug "$image" >/dev/null

@@ -15,7 +15,7 @@ if ! "$venv/bin/schemathesis" --version >/dev/null 2>&1; then
 fi
 
 cargo build --locked --quiet --bin keel
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(scripts/free-port)
 APP_SERVER__PORT=$port APP_LOG__FILTER=warn target/debug/keel &
 keel=$!
 trap 'kill $keel 2>/dev/null; wait $keel 2>/dev/null || true' EXIT
