@@ -15,7 +15,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 
 step "tools"
 need=()
-for tool in buildah podman runc debootstrap podman-compose; do command -v "$tool" >/dev/null || need+=("$tool"); done
+for tool in buildah podman runc debootstrap podman-compose curl; do command -v "$tool" >/dev/null || need+=("$tool"); done
 if [ ${#need[@]} -gt 0 ]; then apt-get update -q && apt-get install -y -q "${need[@]}"; fi
 venv=${TOOLS_VENV:-.venv}
 if ! "$venv/bin/hadolint" --version >/dev/null 2>&1 || ! "$venv/bin/kubernetes-validate" --version >/dev/null 2>&1; then
