@@ -24,7 +24,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::blocking::BlockingPool;
 use crate::config::Settings;
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, Shared};
 use crate::lifecycle::{Lifecycle, Phase};
 use crate::operations::kinds;
 use crate::operations::{Executor, ExecutorSettings, MemoryStore, OperationStore, Registry};
@@ -171,5 +171,5 @@ pub fn build_state_with_store(settings: Settings, registry: Registry, store: Arc
             }
         });
     }
-    AppState { settings: Arc::new(settings), lifecycle: Lifecycle::default(), executor, blocking }
+    AppState::new(Shared { settings: Arc::new(settings), lifecycle: Lifecycle::default(), executor, blocking })
 }

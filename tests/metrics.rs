@@ -6,7 +6,9 @@ mod common;
 use std::time::Duration;
 
 use axum::Router;
-use common::{get, post_json, router, settings_with, spawn_app};
+use axum::body::Body;
+use axum::http::Request;
+use common::{get, post_json, router, send, settings_with, spawn_app};
 use keel::operations::Status;
 use serde_json::json;
 
@@ -75,6 +77,21 @@ async fn metrics_move_with_traffic_and_operations() {
     assert!(sample(&after, "process_uptime_seconds") > 0.0);
     assert!(after.lines().any(|l| l.starts_with("keel_build_info{version=\"") && l.ends_with(" 1")), "{after}");
     assert!(after.contains("http_requests_in_flight"));
+}
+
+#[tokio::test]
+async fn request_labels_stay_bounded_whatever_clients_send() {
+    let (app, _) = router(settings_with(&[]));
+    let before = scrape(&app).await;
+    for (method, path) in [("BREW", "/"), ("FROB", "/"), ("GET", "/no/such/path/1"), ("GET", "/no/such/path/2")] {
+        let request = Request::builder().method(method).uri(path).body(Body::empty()).unwrap();
+        assert!(send(&app, request).await.status.is_client_error());
+    }
+    let after = scrape(&app).await;
+    let moved = |series: &str| sample(&after, series) - sample(&before, series);
+    assert_eq!(moved(r#"http_requests_total{method="_OTHER",route="/",status="405"}"#), 2.0, "{after}");
+    assert_eq!(moved(r#"http_requests_total{method="GET",route="<unmatched>",status="404"}"#), 2.0, "{after}");
+    assert!(!after.contains("BREW") && !after.contains("/no/such/path"), "{after}");
 }
 
 #[tokio::test]

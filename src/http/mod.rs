@@ -15,7 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
-pub use state::AppState;
+pub use state::{AppState, Shared};
 
 use crate::http::error::ApiError;
 use crate::http::routes::{health, metrics, operations, root};
@@ -49,14 +49,14 @@ pub fn app(routes: OpenApiRouter<AppState>, state: AppState) -> Router {
         .merge(SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", document))
         .fallback(|| async { ApiError::NotFound("no route matches this path".to_owned()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
-    middleware::apply(router, &state.settings.server).with_state(state)
+    middleware::apply(router, &state.settings).with_state(state)
 }
 
 /// The router for a separate metrics port: `/metrics` alone, with the same middleware.
 pub fn metrics_app(state: AppState) -> Router {
     let (router, _) = OpenApiRouter::new().routes(routes!(metrics::metrics)).split_for_parts();
     let router = router.fallback(|| async { ApiError::NotFound("this port serves /metrics only".to_owned()) });
-    middleware::apply(router, &state.settings.server).with_state(state)
+    middleware::apply(router, &state.settings).with_state(state)
 }
 
 /// keel's router, ready to serve.

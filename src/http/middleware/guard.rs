@@ -7,29 +7,134 @@
 //!   logged, never sent; the server keeps serving.
 //! - **problem rendering**: every error response leaves as `application/problem+json`.
 //!
-//! One middleware for the three, for the reason given in `observe.rs`.
+//! One hand-written service for the three, for the reason given in `observe.rs`. The timer is
+//! armed only when the handler does not answer on its first poll, so a quick handler never
+//! touches the timer wheel.
 
-use std::panic::AssertUnwindSafe;
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
-use futures_util::FutureExt;
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+use tower::{Layer, Service};
 
 use super::problem;
 use super::request_id::RequestId;
 use crate::blocking::panic_message;
 use crate::http::error::ApiError;
 
-pub async fn guard(State(timeout): State<Duration>, request: Request, next: Next) -> Response {
-    let request_id = request.extensions().get::<RequestId>().cloned();
-    let response = match tokio::time::timeout(timeout, AssertUnwindSafe(next.run(request)).catch_unwind()).await {
-        Ok(Ok(response)) => response,
-        Ok(Err(payload)) => {
-            ApiError::Internal(format!("handler panicked: {}", panic_message(payload.as_ref()))).into_response()
-        }
-        Err(_) => ApiError::Timeout.into_response(),
-    };
-    problem::render(response, request_id.as_ref())
+/// Guards every request of the routes it wraps; `timeout` is the request timeout.
+#[derive(Clone)]
+pub struct GuardLayer {
+    timeout: Duration,
+}
+
+impl GuardLayer {
+    pub fn new(timeout: Duration) -> Self {
+        Self { timeout }
+    }
+}
+
+impl<S> Layer<S> for GuardLayer {
+    type Service = Guard<S>;
+
+    fn layer(&self, inner: S) -> Guard<S> {
+        Guard { inner, timeout: self.timeout }
+    }
+}
+
+#[derive(Clone)]
+pub struct Guard<S> {
+    inner: S,
+    timeout: Duration,
+}
+
+impl<S> Service<Request> for Guard<S>
+where
+    S: Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = GuardFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let request_id = request.extensions().get::<RequestId>().cloned();
+        let deadline = Instant::now() + self.timeout;
+        // A service may panic while building its future, not only while it is polled.
+        let handling = match catch_unwind(AssertUnwindSafe(|| self.inner.call(request))) {
+            Ok(future) => Handling::Running { future, deadline, timer: None },
+            Err(payload) => Handling::Panicked { response: Some(panicked(payload.as_ref())) },
+        };
+        GuardFuture { handling, request_id }
+    }
+}
+
+pin_project! {
+    /// The response future of [`Guard`].
+    pub struct GuardFuture<F> {
+        #[pin]
+        handling: Handling<F>,
+        request_id: Option<RequestId>,
+    }
+}
+
+pin_project! {
+    #[project = HandlingProjection]
+    enum Handling<F> {
+        Running {
+            #[pin]
+            future: F,
+            deadline: Instant,
+            #[pin]
+            timer: Option<Sleep>,
+        },
+        Panicked {
+            response: Option<Response>,
+        },
+    }
+}
+
+impl<F, E> Future for GuardFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = match this.handling.project() {
+            HandlingProjection::Panicked { response } => response
+                .take()
+                .unwrap_or_else(|| ApiError::Internal("polled after completion".to_owned()).into_response()),
+            HandlingProjection::Running { future, deadline, mut timer } => {
+                match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
+                    Ok(Poll::Ready(result)) => result?,
+                    Err(payload) => panicked(payload.as_ref()),
+                    Ok(Poll::Pending) => {
+                        if timer.is_none() {
+                            timer.set(Some(tokio::time::sleep_until(*deadline)));
+                        }
+                        if let Some(timer) = timer.as_pin_mut() {
+                            ready!(timer.poll(cx));
+                        }
+                        ApiError::Timeout.into_response()
+                    }
+                }
+            }
+        };
+        Poll::Ready(Ok(problem::render(response, this.request_id.as_ref())))
+    }
+}
+
+fn panicked(payload: &(dyn std::any::Any + Send)) -> Response {
+    ApiError::Internal(format!("handler panicked: {}", panic_message(payload))).into_response()
 }

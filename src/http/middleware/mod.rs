@@ -15,7 +15,7 @@ mod guard;
 mod observe;
 mod problem;
 mod request_id;
-mod trace;
+mod request_metrics;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -27,18 +27,21 @@ use tower_http::sensitive_headers::SetSensitiveHeadersLayer;
 
 pub use request_id::{REQUEST_ID_HEADER, RequestId};
 
-use crate::config::ServerSettings;
+use crate::config::Settings;
+use guard::GuardLayer;
+use observe::ObserveLayer;
 
 /// Wraps every route (and the fallbacks) of `router` in keel's middleware stack.
-pub fn apply<S: Clone + Send + Sync + 'static>(router: Router<S>, settings: &ServerSettings) -> Router<S> {
+pub fn apply<S: Clone + Send + Sync + 'static>(router: Router<S>, settings: &Settings) -> Router<S> {
+    let server = &settings.server;
     router.layer(
         ServiceBuilder::new()
             .layer(SetSensitiveHeadersLayer::new([header::AUTHORIZATION, header::COOKIE, header::SET_COOKIE]))
-            .layer(axum::middleware::from_fn(observe::observe))
+            .layer(ObserveLayer::new(settings.metrics.enabled))
             .layer(CompressionLayer::new())
-            .option_layer(cors(&settings.cors_allowed_origins))
-            .layer(axum::middleware::from_fn_with_state(settings.request_timeout(), guard::guard))
-            .layer(DefaultBodyLimit::max(settings.body_limit_bytes)),
+            .option_layer(cors(&server.cors_allowed_origins))
+            .layer(GuardLayer::new(server.request_timeout()))
+            .layer(DefaultBodyLimit::max(server.body_limit_bytes)),
     )
 }
 

@@ -1,0 +1,144 @@
+//! The request metrics: a counter by method, route and status, a latency histogram by method and
+//! route, and the number of requests in flight.
+//!
+//! The `metrics` macros look a series up in the recorder's registry by building and hashing its
+//! labels, which allocates them first; done for every request that was a visible share of its
+//! cost. Here each series is registered once, on the first request that needs it, and its
+//! handle reused: a request records under a read lock, with nothing allocated.
+//!
+//! Labels stay bounded: the route is the matched template (never the raw path) and a method
+//! outside the standard set is counted as `_OTHER`, so a client cannot create series at will.
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode};
+use metrics::{Counter, Gauge, Histogram};
+
+use crate::telemetry::metrics as names;
+
+/// Handles for the request metrics, shared by every route of an application.
+pub struct RequestMetrics {
+    in_flight: Gauge,
+    routes: RwLock<HashMap<Box<str>, Vec<MethodSeries>>>,
+}
+
+/// One route and method's series.
+struct MethodSeries {
+    method: &'static str,
+    duration: Histogram,
+    by_status: Vec<(StatusCode, Counter)>,
+}
+
+impl RequestMetrics {
+    pub fn new() -> Self {
+        Self { in_flight: metrics::gauge!(names::HTTP_REQUESTS_IN_FLIGHT), routes: RwLock::default() }
+    }
+
+    /// Counts a request in flight until the returned guard is dropped, so a request whose client
+    /// went away (its future dropped mid-way) is counted out too.
+    pub fn enter(self: &Arc<Self>) -> InFlight {
+        self.in_flight.increment(1.0);
+        InFlight(Arc::clone(self))
+    }
+
+    /// Records one answered request.
+    fn record(&self, method: &Method, route: &str, status: StatusCode, elapsed: Duration) {
+        let method = method_label(method);
+        {
+            let routes = self.routes.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(series) = find(&routes, route, method)
+                && let Some((_, requests)) = series.by_status.iter().find(|(s, _)| *s == status)
+            {
+                requests.increment(1);
+                series.duration.record(elapsed.as_secs_f64());
+                return;
+            }
+        }
+        self.register_and_record(method, route, status, elapsed);
+    }
+
+    /// The slow path, once per new series: registers what is missing, then records.
+    #[cold]
+    fn register_and_record(&self, method: &'static str, route: &str, status: StatusCode, elapsed: Duration) {
+        let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);
+        let by_method = routes.entry(route.into()).or_default();
+        let index = match by_method.iter().position(|series| series.method == method) {
+            Some(index) => index,
+            None => {
+                let duration =
+                    metrics::histogram!(names::HTTP_REQUEST_DURATION, "method" => method, "route" => route.to_owned());
+                by_method.push(MethodSeries { method, duration, by_status: Vec::new() });
+                by_method.len() - 1
+            }
+        };
+        let series = &mut by_method[index];
+        let requests = match series.by_status.iter().position(|(s, _)| *s == status) {
+            Some(at) => &series.by_status[at].1,
+            None => {
+                let counter = metrics::counter!(
+                    names::HTTP_REQUESTS,
+                    "method" => method, "route" => route.to_owned(), "status" => status.as_str().to_owned()
+                );
+                series.by_status.push((status, counter));
+                &series.by_status[series.by_status.len() - 1].1
+            }
+        };
+        requests.increment(1);
+        series.duration.record(elapsed.as_secs_f64());
+    }
+}
+
+impl Default for RequestMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn find<'a>(routes: &'a HashMap<Box<str>, Vec<MethodSeries>>, route: &str, method: &str) -> Option<&'a MethodSeries> {
+    routes.get(route)?.iter().find(|series| series.method == method)
+}
+
+/// The method as a label: the standard ones by name, any other as `_OTHER`.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "_OTHER",
+    }
+}
+
+/// A request counted in flight; counted out when dropped.
+pub struct InFlight(Arc<RequestMetrics>);
+
+impl InFlight {
+    /// Counts the request out and records how it was answered.
+    pub fn finish(self, method: &Method, route: &str, status: StatusCode, elapsed: Duration) {
+        self.0.record(method, route, status, elapsed);
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.decrement(1.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standard_methods_keep_their_name_and_others_are_folded() {
+        assert_eq!(method_label(&Method::DELETE), "DELETE");
+        assert_eq!(method_label(&Method::from_bytes(b"BREW").unwrap()), "_OTHER");
+    }
+}
