@@ -3,5 +3,6 @@
 mod json;
 mod logs;
 pub mod metrics;
+mod writer;
 
 pub use logs::{TelemetryGuard, init};

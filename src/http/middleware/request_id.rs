@@ -30,8 +30,9 @@ impl RequestId {
     }
 
     pub fn generate() -> Self {
-        let id = uuid::Uuid::new_v4().hyphenated().to_string();
-        Self(HeaderValue::try_from(id).unwrap_or_else(|_| HeaderValue::from_static("unavailable")))
+        let mut buffer = uuid::Uuid::encode_buffer();
+        let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buffer);
+        Self(HeaderValue::from_str(id).unwrap_or_else(|_| HeaderValue::from_static("unavailable")))
     }
 
     pub fn as_str(&self) -> &str {
