@@ -65,7 +65,8 @@ where
             line.push_str("\",\"target\":");
             push_string(line, meta.target());
             event.record(&mut JsonVisitor { out: line, first: false });
-            if let Some(span) = ctx.lookup_current() {
+            // The event's parent: the one it names, or else the current span.
+            if let Some(span) = ctx.parent_span() {
                 line.push_str(",\"span\":{\"name\":");
                 push_string(line, span.name());
                 if let Some(fields) = span.extensions().get::<FormattedFields<N>>()
@@ -317,6 +318,26 @@ mod tests {
     }
 
     #[test]
+    fn an_event_with_an_explicit_parent_carries_that_span() {
+        let capture = Capture::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(capture.clone())
+            .fmt_fields(JsonFields)
+            .event_format(JsonLines)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let request = tracing::info_span!("request", request_id = "r-1");
+            let _other = tracing::info_span!("other", request_id = "r-2").entered();
+            tracing::info!(parent: &request, "named parent");
+            tracing::info!("current span");
+        });
+        let output = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<Value> = output.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+        assert_eq!(lines[0]["span"]["request_id"], "r-1", "{output}");
+        assert_eq!(lines[1]["span"]["request_id"], "r-2", "{output}");
+    }
+
+    #[test]
     fn writes_one_valid_json_object_per_event_with_its_span() {
         let capture = Capture::default();
         let subscriber = tracing_subscriber::fmt()
@@ -342,6 +363,7 @@ mod tests {
         assert_eq!(line["span"]["route"], "/v1/{id}");
         assert_eq!(line["span"]["request_id"], "abc\"1");
         let timestamp = line["timestamp"].as_str().unwrap();
+        assert_eq!(line["span"]["route"], "/v1/{id}");
         let logged_at = OffsetDateTime::parse(timestamp, &Rfc3339).unwrap();
         assert!((OffsetDateTime::now_utc() - logged_at).abs() < time::Duration::minutes(1), "{timestamp}");
         assert!(timestamp.len() == 27 && timestamp.ends_with('Z'), "microseconds, UTC: {timestamp}");

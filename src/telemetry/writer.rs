@@ -10,7 +10,8 @@
 //!
 //! The buffer is bounded: past [`CAPACITY`] lines are dropped, counted, and the count is written
 //! out as a warning line once the writer catches up. Dropping the [`WriterGuard`] writes what is
-//! left and stops the thread.
+//! left and stops the thread, waiting at most [`EXIT_WAIT`]: a stalled stdout must not keep the
+//! process from exiting.
 
 use std::io::{self, Write};
 use std::mem;
@@ -24,6 +25,8 @@ use tracing_subscriber::fmt::MakeWriter;
 pub const CAPACITY: usize = 8 * 1024 * 1024;
 /// How long the writer waits after a batch before taking the next one.
 pub const LINGER: Duration = Duration::from_millis(2);
+/// How long exiting waits for the last lines to be written.
+pub const EXIT_WAIT: Duration = Duration::from_secs(2);
 
 /// Where log lines go: cheap to clone, one per subscriber.
 #[derive(Clone)]
@@ -36,11 +39,15 @@ pub struct BatchWriter {
 pub struct WriterGuard {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+    exit_wait: Duration,
 }
 
 struct Shared {
     pending: Mutex<Pending>,
+    /// Wakes the writer for a first line, or to stop.
     wake: Condvar,
+    /// Tells the guard the writer has written everything and stopped.
+    stopped: Condvar,
 }
 
 #[derive(Default)]
@@ -50,6 +57,7 @@ struct Pending {
     writer_idle: bool,
     dropped: u64,
     closed: bool,
+    finished: bool,
 }
 
 impl Shared {
@@ -62,10 +70,18 @@ impl Shared {
 impl BatchWriter {
     /// Starts the writer thread, writing to `out`.
     pub fn spawn(out: impl Write + Send + 'static) -> io::Result<(Self, WriterGuard)> {
-        let shared = Arc::new(Shared { pending: Mutex::default(), wake: Condvar::new() });
+        Self::spawn_with_exit_wait(out, EXIT_WAIT)
+    }
+
+    fn spawn_with_exit_wait(out: impl Write + Send + 'static, exit_wait: Duration) -> io::Result<(Self, WriterGuard)> {
+        let shared = Arc::new(Shared { pending: Mutex::default(), wake: Condvar::new(), stopped: Condvar::new() });
         let writer = Arc::clone(&shared);
-        let thread = thread::Builder::new().name("log-writer".to_owned()).spawn(move || write_batches(&writer, out))?;
-        Ok((Self { shared: Arc::clone(&shared) }, WriterGuard { shared, thread: Some(thread) }))
+        let thread = thread::Builder::new().name("log-writer".to_owned()).spawn(move || {
+            write_batches(&writer, out);
+            writer.lock().finished = true;
+            writer.stopped.notify_all();
+        })?;
+        Ok((Self { shared: Arc::clone(&shared) }, WriterGuard { shared, thread: Some(thread), exit_wait }))
     }
 }
 
@@ -102,8 +118,19 @@ fn write_batches(shared: &Shared, mut out: impl Write) {
 
 impl Drop for WriterGuard {
     fn drop(&mut self) {
-        self.shared.lock().closed = true;
+        let mut pending = self.shared.lock();
+        pending.closed = true;
         self.shared.wake.notify_one();
+        let (pending, wait) = self
+            .shared
+            .stopped
+            .wait_timeout_while(pending, self.exit_wait, |pending| !pending.finished)
+            .unwrap_or_else(PoisonError::into_inner);
+        drop(pending);
+        if wait.timed_out() {
+            // The writer is stuck in a write; leave it to the process's exit.
+            return;
+        }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -190,7 +217,7 @@ mod tests {
 
     #[test]
     fn past_capacity_lines_are_dropped_and_counted() {
-        let shared = Shared { pending: Mutex::default(), wake: Condvar::new() };
+        let shared = Shared { pending: Mutex::default(), wake: Condvar::new(), stopped: Condvar::new() };
         let mut line = LineWriter { shared: &shared };
         let big = vec![b'x'; CAPACITY / 2];
         line.write_all(&big).unwrap();
@@ -199,6 +226,29 @@ mod tests {
         let pending = shared.lock();
         assert_eq!(pending.lines.len(), CAPACITY);
         assert_eq!(pending.dropped, 1);
+    }
+
+    /// An output whose writes never return, like a pipe nobody reads.
+    struct Stalled;
+
+    impl Write for Stalled {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            loop {
+                thread::park();
+            }
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stalled_output_does_not_keep_the_guard_from_returning() {
+        let (writer, guard) = BatchWriter::spawn_with_exit_wait(Stalled, Duration::from_millis(50)).unwrap();
+        writer.make_writer().write_all(b"never written\n").unwrap();
+        // Returns once the wait is over; were it to join the stuck thread, this test would hang.
+        drop(guard);
+        writer.make_writer().write_all(b"after exit: dropped quietly\n").unwrap();
     }
 
     #[test]

@@ -78,10 +78,11 @@ where
             request_id = id.as_str()
         );
         let in_flight = self.metrics.as_ref().map(RequestMetrics::enter);
-        let inner = span.in_scope(|| {
-            tracing::debug!("request started");
-            self.inner.call(request)
-        });
+        tracing::debug!(parent: &span, "request started");
+        // Not called inside the span: an axum service only builds its future here, and what a
+        // handler logs happens when that future is polled, inside the span. Entering a span
+        // costs a little on every request.
+        let inner = self.inner.call(request);
         ObserveFuture { inner, span, observation: Observation { id, method, route, started, in_flight } }
     }
 }
@@ -128,10 +129,12 @@ impl Observation {
         let elapsed = self.started.elapsed();
         let status = response.status();
         let latency_ms = elapsed.as_secs_f64() * 1000.0;
+        // `message` as a plain string rather than a format string: the same line, rendered
+        // without the formatting machinery.
         if status.is_server_error() {
-            tracing::warn!(status = status.as_u16(), latency_ms, "request finished");
+            tracing::warn!(status = status.as_u16(), latency_ms, message = "request finished");
         } else {
-            tracing::info!(status = status.as_u16(), latency_ms, "request finished");
+            tracing::info!(status = status.as_u16(), latency_ms, message = "request finished");
         }
         if let Some(in_flight) = self.in_flight.take() {
             in_flight.finish(&self.method, route_label(self.route.as_ref()), status, elapsed);
