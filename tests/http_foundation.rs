@@ -93,6 +93,27 @@ async fn a_panicking_handler_gets_500_and_the_server_keeps_serving() {
     assert_eq!(get(&app, "/").await.status, 200, "the next request is served");
 }
 
+/// Answers with whether the credentials it was given are marked sensitive, and sets a cookie.
+async fn credentials(headers: axum::http::HeaderMap) -> ([(&'static str, &'static str); 1], String) {
+    let marked = |name: &str| headers.get(name).map(axum::http::HeaderValue::is_sensitive);
+    ([("set-cookie", "session=s3cret")], format!("{:?} {:?}", marked("authorization"), marked("cookie")))
+}
+
+#[tokio::test]
+async fn credentials_are_marked_sensitive_before_any_handler_or_log_sees_them() {
+    let routes = keel::http::routes().route("/credentials", axum::routing::get(credentials));
+    let (app, _) = router_with(settings(), keel::operations::kinds::registry(), routes);
+    let request = Request::get("/credentials")
+        .header("authorization", "Bearer t0ken")
+        .header("cookie", "session=s3cret")
+        .body(Body::empty())
+        .unwrap();
+    let response = tower::ServiceExt::oneshot(app, request).await.unwrap();
+    assert!(response.headers()["set-cookie"].is_sensitive(), "responses too");
+    let body = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
+    assert_eq!(body, "Some(true) Some(true)");
+}
+
 #[tokio::test]
 async fn a_bad_query_gets_400_problem() {
     let (app, _) = router(settings());

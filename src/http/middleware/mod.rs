@@ -1,15 +1,18 @@
 //! The middleware stack, outermost first. The order matters and is deliberate:
 //!
-//! 1. **sensitive headers**: `Authorization`, `Cookie` and `Set-Cookie` are marked sensitive before
-//!    anything could log them;
-//! 2. **observe** (`observe.rs`): the request id, so every later layer, log line and error body
-//!    can name the request; then one span, one access-log line and the metrics per request;
-//! 3. **compression**: outside the problem renderer, which must see uncompressed bodies;
-//! 4. **CORS**: from configuration;
-//! 5. **guard** (`guard.rs`): the timeout (a slow handler is dropped and the client gets 503),
+//! 1. **observe** (`observe.rs`): `Authorization`, `Cookie` and `Set-Cookie` marked sensitive
+//!    before anything could log them; the request id, so every later layer, log line and error
+//!    body can name the request; then one span, one access-log line and the metrics per request;
+//! 2. **compression**: outside the problem renderer, which must see uncompressed bodies;
+//! 3. **CORS**: from configuration;
+//! 4. **guard** (`guard.rs`): the timeout (a slow handler is dropped and the client gets 503),
 //!    panic isolation (500, and the server keeps serving), and problem rendering (every error
 //!    below becomes `application/problem+json`);
-//! 6. **body limit**: enforced when a handler reads the body, so an oversized one gets 413.
+//! 5. **body limit**: enforced when a handler reads the body, so an oversized one gets 413.
+//!
+//! axum applies these layers to each route separately, so every layer is paid for on every
+//! request; `observe` and `guard` are hand-written and gather several concerns each for that
+//! reason.
 
 mod guard;
 mod observe;
@@ -19,11 +22,10 @@ mod request_metrics;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderValue, header};
+use axum::http::HeaderValue;
 use tower::ServiceBuilder;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::sensitive_headers::SetSensitiveHeadersLayer;
 
 pub use request_id::{REQUEST_ID_HEADER, RequestId};
 
@@ -36,7 +38,6 @@ pub fn apply<S: Clone + Send + Sync + 'static>(router: Router<S>, settings: &Set
     let server = &settings.server;
     router.layer(
         ServiceBuilder::new()
-            .layer(SetSensitiveHeadersLayer::new([header::AUTHORIZATION, header::COOKIE, header::SET_COOKIE]))
             .layer(ObserveLayer::new(settings.metrics.enabled))
             .layer(CompressionLayer::new())
             .option_layer(cors(&server.cors_allowed_origins))

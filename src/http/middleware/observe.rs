@@ -1,6 +1,8 @@
-//! The outermost middleware: what each request tells operators. It gives the request its id and
-//! opens its span; when the response head is ready it writes one access-log line and records the
-//! request metrics, then echoes the id on the response.
+//! The outermost middleware: what each request tells operators. It marks credentials sensitive
+//! (`Authorization`, `Cookie`, `Set-Cookie`: a sensitive header value is never printed, so no
+//! log line can leak one), gives the request its id and opens its span; when the response head
+//! is ready it writes one access-log line and records the request metrics, then echoes the id
+//! on the response.
 //!
 //! The span carries the method, the matched route (the template, never the raw path, so ids do
 //! not explode cardinality) and the request id, so every line logged while handling the request
@@ -19,6 +21,7 @@ use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
+use axum::http::header::{self, Entry, HeaderMap, HeaderName};
 use axum::response::Response;
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
@@ -68,6 +71,7 @@ where
 
     fn call(&mut self, mut request: Request) -> Self::Future {
         let started = Instant::now();
+        mark_sensitive(request.headers_mut());
         let id = request_id::assign(&mut request);
         let route = request.extensions().get::<MatchedPath>().cloned();
         let method = request.method().clone();
@@ -108,6 +112,7 @@ where
         let _entered = this.span.enter();
         let mut response = ready!(this.inner.poll(cx))?;
         this.observation.finish(&response);
+        mark_sensitive(response.headers_mut());
         response.headers_mut().insert(REQUEST_ID_HEADER, this.observation.id.header_value());
         Poll::Ready(Ok(response))
     }
@@ -138,6 +143,17 @@ impl Observation {
         }
         if let Some(in_flight) = self.in_flight.take() {
             in_flight.finish(&self.method, route_label(self.route.as_ref()), status, elapsed);
+        }
+    }
+}
+
+/// Headers that carry credentials.
+const SENSITIVE: [HeaderName; 3] = [header::AUTHORIZATION, header::COOKIE, header::SET_COOKIE];
+
+fn mark_sensitive(headers: &mut HeaderMap) {
+    for name in SENSITIVE {
+        if let Entry::Occupied(mut values) = headers.entry(name) {
+            values.iter_mut().for_each(|value| value.set_sensitive(true));
         }
     }
 }
