@@ -3,7 +3,7 @@
 
 On one machine, in one run, with the same load generator (wrk) and settings:
   1. GET / on keel in its production configuration (JSON access log, request ids, timeout,
-     metrics on);
+     metrics on), and again with its access log off;
   2. the same handler on bare axum (examples/bare_axum.rs);
   3. the Tornado program from the seed (bench/tornado_seed.py), unchanged.
 Then the operation layer: submit-to-completion throughput of a trivial operation over HTTP,
@@ -34,6 +34,7 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
 THREADS = 2
 OPERATIONS = int(os.environ.get("BENCH_OPERATIONS", "100000"))
+ACCESS_LOG_OFF = "info,keel::http::middleware=warn"
 
 
 def free_port():
@@ -84,9 +85,10 @@ class Server:
             self.process.kill()
 
 
-def keel(port, **settings):
+def keel(port, extra_env=None, **settings):
     env = {"APP_ENV": "production", "APP_SERVER__HOST": "127.0.0.1", "APP_SERVER__PORT": str(port)}
     env.update({f"APP_{key.upper()}": str(value) for key, value in settings.items()})
+    env.update(extra_env or {})
     return Server([str(RELEASE / "keel")], env, f"http://127.0.0.1:{port}/readyz")
 
 
@@ -122,6 +124,10 @@ def bench_http():
     port = free_port()
     with keel(port):
         results["keel"] = measure(f"http://127.0.0.1:{port}/")
+    # The same, without its own access log (for deployments whose proxy or mesh keeps one).
+    port = free_port()
+    with keel(port, {"RUST_LOG": ACCESS_LOG_OFF}):
+        results["keel, access log off"] = measure(f"http://127.0.0.1:{port}/")
     port = free_port()
     with Server([str(RELEASE / "examples" / "bare_axum"), f"127.0.0.1:{port}"], ready_url=f"http://127.0.0.1:{port}/"):
         results["bare axum"] = measure(f"http://127.0.0.1:{port}/")
@@ -188,8 +194,8 @@ def chart(http, path):
     import matplotlib.pyplot as plt
 
     names = list(http)
-    colours = ["#2b6cb0", "#718096", "#c05621"]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    colours = ["#2b6cb0", "#63b3ed", "#718096", "#c05621"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     left.bar(names, [http[n]["rps"] for n in names], color=colours)
     left.set_title("GET /: requests per second (higher is better)")
     right.bar(names, [http[n]["p99_ms"] for n in names], color=colours)
@@ -197,6 +203,7 @@ def chart(http, path):
     right.set_yscale("log")
     for axis in (left, right):
         axis.grid(axis="y", alpha=0.3)
+        axis.tick_params(axis="x", labelsize=8)
     fig.suptitle(f"wrk -t{THREADS} -c{CONNECTIONS}, median of {ROUNDS} x {SECONDS} s, {machine()}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -227,7 +234,9 @@ def table(results):
     lines += [
         "",
         f"keel / bare axum: **{keel_rps / http['bare axum']['rps']:.2f}** (target 0.8); "
-        f"keel / Tornado: **{keel_rps / http['Tornado']['rps']:.1f}×** (target 20).",
+        f"keel / Tornado: **{keel_rps / http['Tornado']['rps']:.1f}×** (target 20). "
+        f"Without its access log (`RUST_LOG={ACCESS_LOG_OFF}`), keel / bare axum is "
+        f"{http['keel, access log off']['rps'] / http['bare axum']['rps']:.2f}.",
         "",
         "| operation layer and process | measured | target |",
         "|---|---|---|",
