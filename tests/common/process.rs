@@ -2,13 +2,20 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+/// How long a test waits for a log line before failing: generous, so that only a line that
+/// never comes fails the test, never a slow machine.
+const LOG_WAIT: Duration = Duration::from_secs(60);
 
 /// keel as a child process, with its JSON log lines readable one by one.
 pub struct Process {
     pub child: Child,
-    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+    /// Lines of stdout, read by a thread of their own so that waiting for one can time out.
+    lines: Receiver<String>,
 }
 
 impl Process {
@@ -25,24 +32,38 @@ impl Process {
             command.env(key, value);
         }
         let mut child = command.spawn().expect("keel starts");
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let (sender, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
         let mut process = Self { child, lines };
         let listening = process.wait_for_log(|line| line["message"] == "listening");
         let address = listening["address"].as_str().expect("the address is logged").to_owned();
         (process, address)
     }
 
-    /// Reads log lines until one matches; panics if the process ends first.
+    /// Reads log lines until one matches; panics if the process ends first or no line matches
+    /// within [`LOG_WAIT`].
     pub fn wait_for_log(&mut self, mut wanted: impl FnMut(&Value) -> bool) -> Value {
-        for line in self.lines.by_ref() {
-            let line = line.expect("stdout reads");
-            if let Ok(entry) = serde_json::from_str::<Value>(&line)
-                && wanted(&entry)
-            {
-                return entry;
+        let deadline = Instant::now() + LOG_WAIT;
+        loop {
+            match self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) => {
+                    if let Ok(entry) = serde_json::from_str::<Value>(&line)
+                        && wanted(&entry)
+                    {
+                        return entry;
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => panic!("keel exited before logging the expected line"),
+                Err(RecvTimeoutError::Timeout) => panic!("no expected log line within {LOG_WAIT:?}"),
             }
         }
-        panic!("keel exited before logging the expected line");
     }
 
     pub fn terminate(&self) {
