@@ -317,21 +317,26 @@ mod tests {
         assert!(!any_needs_escape(&every_plain_byte));
     }
 
-    #[test]
-    fn an_event_with_an_explicit_parent_carries_that_span() {
+    /// What `log` writes through the JSON format.
+    fn logged(log: impl FnOnce()) -> String {
         let capture = Capture::default();
         let subscriber = tracing_subscriber::fmt()
             .with_writer(capture.clone())
             .fmt_fields(JsonFields)
             .event_format(JsonLines)
             .finish();
-        tracing::subscriber::with_default(subscriber, || {
+        tracing::subscriber::with_default(subscriber, log);
+        String::from_utf8(capture.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn an_event_with_an_explicit_parent_carries_that_span() {
+        let output = logged(|| {
             let request = tracing::info_span!("request", request_id = "r-1");
             let _other = tracing::info_span!("other", request_id = "r-2").entered();
             tracing::info!(parent: &request, "named parent");
             tracing::info!("current span");
         });
-        let output = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
         let lines: Vec<Value> = output.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
         assert_eq!(lines[0]["span"]["request_id"], "r-1", "{output}");
         assert_eq!(lines[1]["span"]["request_id"], "r-2", "{output}");
@@ -339,18 +344,11 @@ mod tests {
 
     #[test]
     fn writes_one_valid_json_object_per_event_with_its_span() {
-        let capture = Capture::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(capture.clone())
-            .fmt_fields(JsonFields)
-            .event_format(JsonLines)
-            .finish();
-        tracing::subscriber::with_default(subscriber, || {
+        let output = logged(|| {
             let span = tracing::info_span!("request", route = "/v1/{id}", request_id = %"abc\"1");
             let _entered = span.enter();
             tracing::info!(status = 404u16, latency_ms = 1.5, ok = false, note = "a\nb\u{1}", "request finished");
         });
-        let output = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
         assert_eq!(output.lines().count(), 1, "{output}");
         let line: Value = serde_json::from_str(output.trim()).unwrap();
         assert_eq!(line["level"], "INFO");
