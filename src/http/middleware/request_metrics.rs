@@ -90,12 +90,6 @@ impl RequestMetrics {
     }
 }
 
-impl Default for RequestMetrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 fn find<'a>(routes: &'a HashMap<Box<str>, Vec<MethodSeries>>, route: &str, method: &str) -> Option<&'a MethodSeries> {
     routes.get(route)?.iter().find(|series| series.method == method)
 }
