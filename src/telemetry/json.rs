@@ -1,15 +1,13 @@
-//! One JSON object per log line, rendered by hand.
+//! One JSON object per log line, rendered by hand by a tracing layer of keel's own.
 //!
-//! tracing-subscriber's own JSON format stores each span's fields as JSON text and parses that
-//! text back for every line logged inside the span. With an access-log line per request that
-//! was the largest user-space cost of a request (see the README's performance notes). Here a
-//! span's fields are rendered once, as an object body (`"k":v,...`), and copied verbatim into
-//! each line.
-//!
-//! Lines and span fields are rendered into a reused per-thread `String` with plain pushes, then
-//! handed over in one write: tracing's `Writer` is a `dyn fmt::Write`, so a write per piece is
-//! a virtual call per piece, and a span's field text grown piece by piece reallocates several
-//! times. Numbers are rendered with `itoa` and `ryu`.
+//! tracing-subscriber's `fmt` layer with its own JSON format stores each span's fields as JSON
+//! text and parses that text back for every line logged inside the span; with an access-log
+//! line per request that was the largest user-space cost of a request. Its generic formatting
+//! path then copies each line twice more (into its own buffer, then into the writer). This
+//! layer renders a span's fields once, when the span is created, as an object body
+//! (`"k":v,...`) copied verbatim into each line, and renders each line into a reused per-thread
+//! `String` that goes to the log writer in one piece. Numbers are rendered with `itoa` and
+//! `ryu`. (See the README's performance notes.)
 //!
 //! A line: `{"timestamp":"…","level":"INFO","target":"…",<event fields>,"span":{"name":"…",<span fields>}}`.
 //! `message` is an ordinary event field.
@@ -20,42 +18,53 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use time::OffsetDateTime;
 use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Subscriber};
-use tracing_subscriber::field::RecordFields;
-use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
-/// Formats events as JSON lines.
-pub struct JsonLines;
+use super::writer::BatchWriter;
 
-/// Renders fields as the body of a JSON object, for spans and events alike.
-pub struct JsonFields;
+/// Writes every event as one JSON line to the log writer.
+pub struct JsonLayer {
+    out: BatchWriter,
+}
 
-impl<'w> FormatFields<'w> for JsonFields {
-    fn format_fields<R: RecordFields>(&self, mut writer: Writer<'w>, fields: R) -> fmt::Result {
-        with_scratch(|text| {
-            fields.record(&mut JsonVisitor { out: text, first: true });
-            writer.write_str(text)
-        })
-    }
-
-    fn add_fields(&self, current: &'w mut FormattedFields<Self>, fields: &tracing::span::Record<'_>) -> fmt::Result {
-        let first = current.fields.is_empty();
-        with_scratch(|text| {
-            fields.record(&mut JsonVisitor { out: text, first });
-            current.fields.push_str(text);
-            Ok(())
-        })
+impl JsonLayer {
+    pub fn new(out: BatchWriter) -> Self {
+        Self { out }
     }
 }
 
-impl<S, N> FormatEvent<S, N> for JsonLines
+/// A span's fields, rendered as the body of a JSON object.
+struct SpanFields(String);
+
+/// Room for a request span's fields (method, route, a 36-character request id) in one
+/// allocation.
+const SPAN_FIELDS_CAPACITY: usize = 128;
+
+impl<S> Layer<S> for JsonLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'w> FormatFields<'w> + 'static,
 {
-    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn on_new_span(&self, attributes: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut fields = String::with_capacity(SPAN_FIELDS_CAPACITY);
+        attributes.record(&mut JsonVisitor { out: &mut fields, first: true });
+        span.extensions_mut().insert(SpanFields(fields));
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut extensions = span.extensions_mut();
+        if let Some(SpanFields(fields)) = extensions.get_mut::<SpanFields>() {
+            let first = fields.is_empty();
+            values.record(&mut JsonVisitor { out: fields, first });
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         with_scratch(|line| {
             let meta = event.metadata();
             line.push_str("{\"timestamp\":\"");
@@ -66,20 +75,20 @@ where
             push_string(line, meta.target());
             event.record(&mut JsonVisitor { out: line, first: false });
             // The event's parent: the one it names, or else the current span.
-            if let Some(span) = ctx.parent_span() {
+            if let Some(span) = ctx.event_span(event) {
                 line.push_str(",\"span\":{\"name\":");
                 push_string(line, span.name());
-                if let Some(fields) = span.extensions().get::<FormattedFields<N>>()
-                    && !fields.fields.is_empty()
+                if let Some(SpanFields(fields)) = span.extensions().get::<SpanFields>()
+                    && !fields.is_empty()
                 {
                     line.push(',');
-                    line.push_str(&fields.fields);
+                    line.push_str(fields);
                 }
                 line.push('}');
             }
             line.push_str("}\n");
-            writer.write_str(line)
-        })
+            self.out.write_line(line.as_bytes());
+        });
     }
 }
 
@@ -269,31 +278,25 @@ impl Write for Escaped<'_> {
 
 #[cfg(test)]
 mod tests {
+    use std::io;
     use std::sync::{Arc, Mutex};
 
     use serde_json::Value;
     use time::format_description::well_known::Rfc3339;
-    use tracing_subscriber::fmt::MakeWriter;
+    use tracing_subscriber::layer::SubscriberExt;
 
     use super::*;
 
     #[derive(Clone, Default)]
     struct Capture(Arc<Mutex<Vec<u8>>>);
 
-    impl std::io::Write for Capture {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+    impl io::Write for Capture {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
             self.0.lock().unwrap().extend_from_slice(bytes);
             Ok(bytes.len())
         }
-        fn flush(&mut self) -> std::io::Result<()> {
+        fn flush(&mut self) -> io::Result<()> {
             Ok(())
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for Capture {
-        type Writer = Capture;
-        fn make_writer(&'a self) -> Capture {
-            self.clone()
         }
     }
 
@@ -317,15 +320,14 @@ mod tests {
         assert!(!any_needs_escape(&every_plain_byte));
     }
 
-    /// What `log` writes through the JSON format.
+    /// What `log` writes through the JSON layer: its writer is stopped, and so drained, before
+    /// the output is read.
     fn logged(log: impl FnOnce()) -> String {
         let capture = Capture::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(capture.clone())
-            .fmt_fields(JsonFields)
-            .event_format(JsonLines)
-            .finish();
+        let (writer, guard) = BatchWriter::spawn(capture.clone()).unwrap();
+        let subscriber = tracing_subscriber::registry().with(JsonLayer::new(writer));
         tracing::subscriber::with_default(subscriber, log);
+        drop(guard);
         String::from_utf8(capture.0.lock().unwrap().clone()).unwrap()
     }
 

@@ -9,8 +9,10 @@ use std::io::{self, IsTerminal};
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::FmtSpan;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
-use super::json::{JsonFields, JsonLines};
+use super::json::JsonLayer;
 use super::writer::{BatchWriter, WriterGuard};
 use crate::config::{LogFormat, LogSettings};
 
@@ -27,14 +29,15 @@ pub fn init(settings: &LogSettings) -> io::Result<TelemetryGuard> {
         .or_else(|_| EnvFilter::try_new(&settings.filter))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let (writer, guard) = BatchWriter::spawn(io::stdout())?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer)
-        .with_ansi(std::io::stdout().is_terminal())
-        .with_span_events(FmtSpan::NONE);
     match settings.format {
-        LogFormat::Json => builder.fmt_fields(JsonFields).event_format(JsonLines).init(),
-        LogFormat::Pretty => builder.compact().init(),
+        LogFormat::Json => tracing_subscriber::registry().with(filter).with(JsonLayer::new(writer)).init(),
+        LogFormat::Pretty => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(writer)
+            .with_ansi(std::io::stdout().is_terminal())
+            .with_span_events(FmtSpan::NONE)
+            .compact()
+            .init(),
     }
     Ok(TelemetryGuard(guard))
 }

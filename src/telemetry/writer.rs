@@ -137,28 +137,41 @@ impl Drop for WriterGuard {
     }
 }
 
-/// One log line's write: the formatter hands over a whole line in one `write_all`.
+impl BatchWriter {
+    /// Hands one whole line (or several) over to the writer thread.
+    pub fn write_line(&self, line: &[u8]) {
+        self.shared.push(line);
+    }
+}
+
+impl Shared {
+    fn push(&self, line: &[u8]) {
+        let wake = {
+            let mut pending = self.lock();
+            if pending.closed {
+                return;
+            }
+            if pending.lines.len() + line.len() > CAPACITY {
+                pending.dropped += 1;
+                return;
+            }
+            pending.lines.extend_from_slice(line);
+            mem::take(&mut pending.writer_idle)
+        };
+        if wake {
+            self.wake.notify_one();
+        }
+    }
+}
+
+/// One write of the human-readable format, which hands over a whole line in one `write_all`.
 pub struct LineWriter<'a> {
     shared: &'a Shared,
 }
 
 impl Write for LineWriter<'_> {
     fn write(&mut self, line: &[u8]) -> io::Result<usize> {
-        let wake = {
-            let mut pending = self.shared.lock();
-            if pending.closed {
-                return Ok(line.len());
-            }
-            if pending.lines.len() + line.len() > CAPACITY {
-                pending.dropped += 1;
-                return Ok(line.len());
-            }
-            pending.lines.extend_from_slice(line);
-            mem::take(&mut pending.writer_idle)
-        };
-        if wake {
-            self.shared.wake.notify_one();
-        }
+        self.shared.push(line);
         Ok(line.len())
     }
 
