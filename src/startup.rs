@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -24,6 +24,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::blocking::BlockingPool;
 use crate::config::Settings;
+use crate::http::header_timer::HeaderTimer;
 use crate::http::{self, AppState, Shared};
 use crate::lifecycle::{Lifecycle, Phase};
 use crate::operations::kinds;
@@ -89,7 +90,7 @@ impl Application {
         });
         let server = &state.settings.server;
         let mut connections = auto::Builder::new(TokioExecutor::new());
-        connections.http1().timer(TokioTimer::new()).header_read_timeout(server.header_read_timeout());
+        connections.http1().header_read_timeout(server.header_read_timeout());
         let graceful = GracefulShutdown::new();
         let open = Arc::new(AtomicUsize::new(0));
 
@@ -117,7 +118,10 @@ impl Application {
             };
             let _ = stream.set_nodelay(true);
             let service = TowerToHyperService::new(router.clone());
-            let connection = connections.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+            // A header read timer of its own for each connection: see `header_timer`.
+            let mut connection = connections.clone();
+            connection.http1().timer(HeaderTimer::new());
+            let connection = connection.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
             let connection = graceful.watch(connection);
             let open = Arc::clone(&open);
             open.fetch_add(1, Ordering::Relaxed);

@@ -217,3 +217,22 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
     assert!(closed.is_ok(), "the connection was not closed by the header read timeout");
     app.stop().await.unwrap();
 }
+
+/// The timer is armed once per connection (see `http::header_timer`): a connection that
+/// answered a request is still cut off when its next request head stalls.
+#[tokio::test]
+async fn a_keep_alive_connection_whose_next_head_stalls_is_disconnected() {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let app = spawn_app(settings_with(&[("APP_SERVER__HEADER_READ_TIMEOUT_MS", "200")])).await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let mut stream = BufReader::new(tokio::net::TcpStream::connect(&address).await.unwrap());
+    stream.get_mut().write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut status = String::new();
+    stream.read_line(&mut status).await.unwrap();
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    stream.get_mut().write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the connection was not closed by the header read timeout");
+    app.stop().await.unwrap();
+}
