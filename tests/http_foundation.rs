@@ -166,13 +166,18 @@ async fn liveness_and_readiness_follow_the_lifecycle() {
 }
 
 #[tokio::test]
-async fn responses_are_compressed_when_asked() {
-    let (app, _) = router(settings());
+async fn responses_are_compressed_when_asked_and_configured() {
     let request =
-        Request::get("/examples/fanout?n=50&ms=0").header("accept-encoding", "gzip").body(Body::empty()).unwrap();
-    let answer = send(&app, request).await;
+        || Request::get("/examples/fanout?n=50&ms=0").header("accept-encoding", "gzip").body(Body::empty()).unwrap();
+    let (plain, _) = router(settings());
+    let answer = send(&plain, request()).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header("content-encoding"), None, "compression is off by default");
+    let (compressing, _) = router(settings_with(&[("APP_SERVER__COMPRESSION", "true")]));
+    let answer = send(&compressing, request()).await;
     assert_eq!(answer.status, 200);
     assert_eq!(answer.header("content-encoding"), Some("gzip"));
+    assert_eq!(answer.header("vary"), Some("accept-encoding"));
 }
 
 #[tokio::test]

@@ -55,6 +55,7 @@ pub struct ServerSettings {
     pub shutdown_grace_ms: u64,
     pub shutdown_delay_ms: u64,
     pub cors_allowed_origins: Vec<String>,
+    pub compression: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -3,7 +3,8 @@
 //! 1. **observe** (`observe.rs`): `Authorization`, `Cookie` and `Set-Cookie` marked sensitive
 //!    before anything could log them; the request id, so every later layer, log line and error
 //!    body can name the request; then one span, one access-log line and the metrics per request;
-//! 2. **compression**: outside the problem renderer, which must see uncompressed bodies;
+//! 2. **compression**, when `server.compression` is on: outside the problem renderer, which must
+//!    see uncompressed bodies;
 //! 3. **CORS**: from configuration;
 //! 4. **guard** (`guard.rs`): the timeout (a slow handler is dropped and the client gets 503),
 //!    panic isolation (500, and the server keeps serving), and problem rendering (every error
@@ -21,10 +22,12 @@ mod request_id;
 mod request_metrics;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::DefaultBodyLimit;
 use axum::http::HeaderValue;
+use axum::response::Response;
 use tower::ServiceBuilder;
-use tower_http::compression::CompressionLayer;
+use tower_http::compression::{CompressionBody, CompressionLayer};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub use request_id::{REQUEST_ID_HEADER, RequestId};
@@ -39,11 +42,19 @@ pub fn apply<S: Clone + Send + Sync + 'static>(router: Router<S>, settings: &Set
     router.layer(
         ServiceBuilder::new()
             .layer(ObserveLayer::new(settings.metrics.enabled))
-            .layer(CompressionLayer::new())
+            .option_layer(
+                server.compression.then(|| ServiceBuilder::new().map_response(box_body).layer(CompressionLayer::new())),
+            )
             .option_layer(cors(&server.cors_allowed_origins))
             .layer(GuardLayer::new(server.request_timeout()))
             .layer(DefaultBodyLimit::max(server.body_limit_bytes)),
     )
+}
+
+/// A compressed response's body, boxed: the stack answers with one body type whether
+/// compression is on or off.
+fn box_body(response: Response<CompressionBody<Body>>) -> Response {
+    response.map(Body::new)
 }
 
 fn cors(origins: &[String]) -> Option<CorsLayer> {

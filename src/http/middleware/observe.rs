@@ -133,7 +133,8 @@ impl Observation {
     fn finish<B>(&mut self, response: &Response<B>) {
         let elapsed = self.started.elapsed();
         let status = response.status();
-        let latency_ms = elapsed.as_secs_f64() * 1000.0;
+        // Whole microseconds: `0.052` rather than `0.052123000000000004`, and quicker to render.
+        let latency_ms = elapsed.as_micros() as f64 / 1000.0;
         // `message` as a plain string rather than a format string: the same line, rendered
         // without the formatting machinery.
         if status.is_server_error() {
