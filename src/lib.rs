@@ -5,6 +5,7 @@
 //! - [`http`] is the HTTP surface over it: routes, middleware, errors;
 //! - [`startup`] wires them together for `main` and the tests alike.
 
+pub mod allocator;
 pub mod blocking;
 pub mod cli;
 pub mod config;

@@ -6,11 +6,9 @@ use keel::cli::{Cli, Command};
 use keel::config::Settings;
 use keel::{Application, lifecycle, telemetry};
 
-/// mimalloc rather than the system allocator: a request allocates and frees a few dozen small
-/// blocks, and glibc's malloc was a sixth of keel's CPU time per request (see the README's
-/// performance notes).
+/// mimalloc rather than the system allocator: see `keel::allocator`.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: keel::allocator::Mimalloc = keel::allocator::Mimalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
