@@ -134,7 +134,7 @@ impl Observation {
         let elapsed = self.started.elapsed();
         let status = response.status();
         // Whole microseconds: `0.052` rather than `0.052123000000000004`, and quicker to render.
-        let latency_ms = elapsed.as_micros() as f64 / 1000.0;
+        let latency_ms = elapsed.as_micros() as u64 as f64 / 1000.0;
         // `message` as a plain string rather than a format string: the same line, rendered
         // without the formatting machinery.
         if status.is_server_error() {

@@ -4,6 +4,7 @@
 //! An incoming id is untrusted input that lands in every log line of the request, so it is cut
 //! down to a safe alphabet and a bounded length; an id with nothing usable left is replaced.
 
+use axum::body::Bytes;
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue};
 
@@ -30,9 +31,14 @@ impl RequestId {
     }
 
     pub fn generate() -> Self {
-        let mut buffer = uuid::Uuid::encode_buffer();
-        let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buffer);
-        Self(HeaderValue::from_str(id).unwrap_or_else(|_| HeaderValue::from_static("unavailable")))
+        let mut id = [0; uuid::fmt::Hyphenated::LENGTH];
+        uuid::Uuid::new_v4().hyphenated().encode_lower(&mut id);
+        // Owned bytes rather than a copied `Vec`: cloning a `Bytes` made from a `Vec` allocates
+        // the first time, and the id is cloned into the extension and the response.
+        Self(
+            HeaderValue::from_maybe_shared(Bytes::from_owner(id))
+                .unwrap_or_else(|_| HeaderValue::from_static("unavailable")),
+        )
     }
 
     pub fn as_str(&self) -> &str {
@@ -45,15 +51,15 @@ impl RequestId {
     }
 }
 
-/// Gives `request` its id: the client's, sanitised, or a fresh one. Sets the header (so that
-/// whatever forwards the request passes it on) and the extension.
+/// Gives `request` its id, the client's (sanitised) or a fresh one, as the [`RequestId`]
+/// extension: what handlers, error bodies and anything forwarding the request should use. The
+/// request's own `x-request-id` header, if any, is left as the client sent it.
 pub fn assign(request: &mut Request) -> RequestId {
     let id = request
         .headers()
         .get(&REQUEST_ID_HEADER)
         .and_then(|value| RequestId::sanitised(value.as_bytes()))
         .unwrap_or_else(RequestId::generate);
-    request.headers_mut().insert(REQUEST_ID_HEADER, id.header_value());
     request.extensions_mut().insert(id.clone());
     id
 }
