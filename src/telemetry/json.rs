@@ -6,20 +6,25 @@
 //! path then copies each line twice more (into its own buffer, then into the writer). This
 //! layer renders a span's fields once, when the span is created, as an object body
 //! (`"k":v,...`) copied verbatim into each line, and renders each line into a reused per-thread
-//! `String` that goes to the log writer in one piece. Numbers are rendered with `itoa` and
-//! `ryu`. (See the README's performance notes.)
+//! `String` that goes to the log writer in one piece. What a callsite's lines share (level,
+//! target, the field names as keys) is escaped once per thread and copied after that. Numbers
+//! are rendered with `itoa` and `ryu`. (See the README's performance notes.)
 //!
 //! A line: `{"timestamp":"…","level":"INFO","target":"…",<event fields>,"span":{"name":"…",<span fields>}}`.
 //! `message` is an ordinary event field.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt::{self, Write};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use time::OffsetDateTime;
+use tracing::callsite::Identifier;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Subscriber};
+use tracing::{Event, Metadata, Subscriber};
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
@@ -51,7 +56,8 @@ where
     fn on_new_span(&self, attributes: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
         let mut fields = String::with_capacity(SPAN_FIELDS_CAPACITY);
-        attributes.record(&mut JsonVisitor { out: &mut fields, first: true });
+        let text = callsite_text(attributes.metadata());
+        attributes.record(&mut JsonVisitor::new(&mut fields, &text, true));
         span.extensions_mut().insert(SpanFields(fields));
     }
 
@@ -60,20 +66,17 @@ where
         let mut extensions = span.extensions_mut();
         if let Some(SpanFields(fields)) = extensions.get_mut::<SpanFields>() {
             let first = fields.is_empty();
-            values.record(&mut JsonVisitor { out: fields, first });
+            values.record(&mut JsonVisitor::new(fields, &callsite_text(span.metadata()), first));
         }
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         with_scratch(|line| {
-            let meta = event.metadata();
+            let text = callsite_text(event.metadata());
             line.push_str("{\"timestamp\":\"");
             push_timestamp(line);
-            line.push_str("\",\"level\":\"");
-            line.push_str(meta.level().as_str());
-            line.push_str("\",\"target\":");
-            push_string(line, meta.target());
-            event.record(&mut JsonVisitor { out: line, first: false });
+            line.push_str(&text.level_and_target);
+            event.record(&mut JsonVisitor::new(line, &text, false));
             // The event's parent: the one it names, or else the current span.
             if let Some(span) = ctx.event_span(event) {
                 line.push_str(",\"span\":{\"name\":");
@@ -89,6 +92,72 @@ where
             line.push_str("}\n");
             self.out.write_line(line.as_bytes());
         });
+    }
+}
+
+/// What every line or span of one callsite shares, escaped once.
+struct CallsiteText {
+    callsite: Identifier,
+    /// What follows the timestamp: `","level":"INFO","target":"keel::…"`.
+    level_and_target: Box<str>,
+    /// What precedes each field's value, by field index: `,"name":`.
+    keys: Box<[Box<str>]>,
+}
+
+impl CallsiteText {
+    fn new(meta: &'static Metadata<'static>) -> Self {
+        let mut level_and_target = format!("\",\"level\":\"{}\",\"target\":", meta.level());
+        push_string(&mut level_and_target, meta.target());
+        let keys = meta
+            .fields()
+            .iter()
+            .map(|field| {
+                let mut key = String::from(",");
+                push_string(&mut key, field.name());
+                key.push(':');
+                key.into_boxed_str()
+            })
+            .collect();
+        Self { callsite: meta.callsite(), level_and_target: level_and_target.into_boxed_str(), keys }
+    }
+}
+
+/// This thread's [`CallsiteText`] for `meta`'s callsite, rendered the first time the thread
+/// logs from it. Callsites are static and few (one per `info!`, `info_span!`...), so the
+/// table stays small; it is per thread so that reading it takes no lock.
+fn callsite_text(meta: &'static Metadata<'static>) -> Rc<CallsiteText> {
+    type ByAddress = HashMap<usize, Rc<CallsiteText>, BuildHasherDefault<AddressHasher>>;
+    thread_local! {
+        static CALLSITES: RefCell<ByAddress> = RefCell::default();
+    }
+    let address = std::ptr::from_ref(meta).addr();
+    CALLSITES.with_borrow_mut(|callsites| {
+        Rc::clone(callsites.entry(address).or_insert_with(|| Rc::new(CallsiteText::new(meta))))
+    })
+}
+
+/// Hashes an address: distinct already, so one multiplication spreads them over the table.
+#[derive(Default)]
+struct AddressHasher(u64);
+
+impl Hasher for AddressHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.write_u64(self.0.rotate_left(8) ^ u64::from(byte));
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn write_usize(&mut self, value: usize) {
+        self.write_u64(value as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        // The table picks buckets from the low bits, which the multiplication leaves weakest.
+        self.0 ^ (self.0 >> 32)
     }
 }
 
@@ -150,16 +219,31 @@ fn push_timestamp(line: &mut String) {
 /// Renders fields as `"name":value` pairs.
 struct JsonVisitor<'a> {
     out: &'a mut String,
+    text: &'a CallsiteText,
     first: bool,
 }
 
-impl JsonVisitor<'_> {
+impl<'a> JsonVisitor<'a> {
+    /// `first`: whether the first field starts the object body (no comma before it).
+    fn new(out: &'a mut String, text: &'a CallsiteText, first: bool) -> Self {
+        Self { out, text, first }
+    }
+
     fn key(&mut self, field: &Field) -> &mut String {
-        if !std::mem::take(&mut self.first) {
-            self.out.push(',');
+        let first = std::mem::take(&mut self.first);
+        match self.text.keys.get(field.index()) {
+            Some(key) if field.callsite() == self.text.callsite => {
+                self.out.push_str(if first { &key[1..] } else { key });
+            }
+            // A field of another callsite: not expected from tracing, rendered all the same.
+            _ => {
+                if !first {
+                    self.out.push(',');
+                }
+                push_string(self.out, field.name());
+                self.out.push(':');
+            }
         }
-        push_string(self.out, field.name());
-        self.out.push(':');
         self.out
     }
 
