@@ -22,12 +22,10 @@ mod request_id;
 mod request_metrics;
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::DefaultBodyLimit;
 use axum::http::HeaderValue;
-use axum::response::Response;
 use tower::ServiceBuilder;
-use tower_http::compression::{CompressionBody, CompressionLayer};
+use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub use request_id::{REQUEST_ID_HEADER, RequestId};
@@ -37,24 +35,30 @@ use guard::GuardLayer;
 use observe::ObserveLayer;
 
 /// Wraps every route (and the fallbacks) of `router` in keel's middleware stack.
+///
+/// The optional layers (compression, CORS) are off by default. When they are off the whole stack
+/// goes on in one `Router::layer`; an optional layer spliced in with `option_layer` would cost
+/// every request a branch and a larger future even when off (about 300 instructions of a
+/// `GET /` for the two). When one is on, the stack goes on in parts, one `Router::layer` each,
+/// in the same order.
 pub fn apply<S: Clone + Send + Sync + 'static>(router: Router<S>, settings: &Settings) -> Router<S> {
     let server = &settings.server;
-    router.layer(
-        ServiceBuilder::new()
-            .layer(ObserveLayer::new(settings.metrics.enabled))
-            .option_layer(
-                server.compression.then(|| ServiceBuilder::new().map_response(box_body).layer(CompressionLayer::new())),
-            )
-            .option_layer(cors(&server.cors_allowed_origins))
-            .layer(GuardLayer::new(server.request_timeout()))
-            .layer(DefaultBodyLimit::max(server.body_limit_bytes)),
-    )
-}
-
-/// A compressed response's body, boxed: the stack answers with one body type whether
-/// compression is on or off.
-fn box_body(response: Response<CompressionBody<Body>>) -> Response {
-    response.map(Body::new)
+    let observe = ObserveLayer::new(settings.metrics.enabled);
+    let guard = ServiceBuilder::new()
+        .layer(GuardLayer::new(server.request_timeout()))
+        .layer(DefaultBodyLimit::max(server.body_limit_bytes));
+    let cors = cors(&server.cors_allowed_origins);
+    if cors.is_none() && !server.compression {
+        return router.layer(ServiceBuilder::new().layer(observe).layer(guard));
+    }
+    let mut router = router.layer(guard);
+    if let Some(cors) = cors {
+        router = router.layer(cors);
+    }
+    if server.compression {
+        router = router.layer(CompressionLayer::new());
+    }
+    router.layer(observe)
 }
 
 fn cors(origins: &[String]) -> Option<CorsLayer> {
