@@ -259,12 +259,7 @@ impl<'a> JsonVisitor<'a> {
 
 impl Visit for JsonVisitor<'_> {
     fn record_f64(&mut self, field: &Field, value: f64) {
-        let out = self.key(field);
-        if value.is_finite() {
-            out.push_str(ryu::Buffer::new().format_finite(value));
-        } else {
-            out.push_str("null");
-        }
+        push_f64(self.key(field), value);
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
@@ -290,6 +285,42 @@ impl Visit for JsonVisitor<'_> {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         self.quoted_display(field, format_args!("{value:?}"));
     }
+}
+
+/// Pushes `value` as a JSON number (`null` when it has none). A value with at most three decimals,
+/// like the access log's `latency_ms`, is rendered from integers: `0.052` comes out as ryu would
+/// write it, about a tenth of the cost. Any other value goes to ryu.
+fn push_f64(out: &mut String, value: f64) {
+    if !value.is_finite() {
+        out.push_str("null");
+        return;
+    }
+    let thousandths = (value * 1000.0).round();
+    if thousandths.abs() < 1e15 && thousandths / 1000.0 == value {
+        // Exact in an i64 below 2^53, and `value` is the double nearest thousandths / 1000, so
+        // the decimal text reads back as `value`.
+        let thousandths = thousandths as i64;
+        if thousandths < 0 {
+            out.push('-');
+        }
+        let (whole, fraction) = (thousandths.unsigned_abs() / 1000, thousandths.unsigned_abs() % 1000);
+        out.push_str(itoa::Buffer::new().format(whole));
+        if fraction != 0 {
+            let digits =
+                [b'0' + (fraction / 100) as u8, b'0' + (fraction / 10 % 10) as u8, b'0' + (fraction % 10) as u8];
+            let significant = if fraction % 100 == 0 {
+                1
+            } else if fraction % 10 == 0 {
+                2
+            } else {
+                3
+            };
+            out.push('.');
+            digits[..significant].iter().for_each(|&digit| out.push(char::from(digit)));
+        }
+        return;
+    }
+    out.push_str(ryu::Buffer::new().format_finite(value));
 }
 
 /// Pushes `value` as a JSON string, quoted and escaped.
@@ -384,6 +415,31 @@ mod tests {
         }
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
+        }
+    }
+
+    #[test]
+    fn numbers_read_back_as_the_value_logged() {
+        let rendered = |value: f64| {
+            let mut out = String::new();
+            push_f64(&mut out, value);
+            out
+        };
+        assert_eq!(rendered(0.052), "0.052");
+        assert_eq!(rendered(12.5), "12.5");
+        assert_eq!(rendered(-3.25), "-3.25");
+        assert_eq!(rendered(-0.001), "-0.001");
+        assert_eq!(rendered(7.0), "7");
+        assert_eq!(rendered(f64::NAN), "null");
+        assert_eq!(rendered(f64::INFINITY), "null");
+        for value in [0.052, 1.0 / 3.0, 0.1 + 0.2, 1e-9, 123_456.789, 1e300, -2.5e-7, 4_503_599_627_370.497, 0.0] {
+            let text = rendered(value);
+            assert_eq!(text.parse::<f64>().unwrap(), value, "{value} rendered as {text}");
+            assert!(serde_json::from_str::<f64>(&text).is_ok(), "{text} is a JSON number");
+        }
+        for micros in 0..20_000_u64 {
+            let value = micros as f64 / 1000.0;
+            assert_eq!(rendered(value).parse::<f64>().unwrap(), value, "{value}");
         }
     }
 
