@@ -205,14 +205,11 @@ fn push_timestamp(line: &mut String) {
         }
         line.push_str(rendered);
     });
-    let mut micros = now.subsec_micros();
-    let mut fraction = [b'0'; 6];
-    for digit in fraction.iter_mut().rev() {
-        *digit = b'0' + (micros % 10) as u8;
-        micros /= 10;
-    }
+    // `1` ahead of the microseconds keeps their leading zeros: 1_000_042 renders as "1000042".
+    let mut digits = itoa::Buffer::new();
+    let fraction = digits.format(1_000_000 + now.subsec_micros());
     line.push('.');
-    line.extend(fraction.map(char::from));
+    line.push_str(&fraction[1..]);
     line.push('Z');
 }
 
