@@ -79,6 +79,29 @@ async fn an_oversized_body_gets_413_problem() {
     post_json(&app, "/v1/operations", big).await.problem(413, "payload-too-large");
 }
 
+/// A body sent in chunks declares no length up front; the limit still holds when it is read.
+#[tokio::test]
+async fn an_oversized_chunked_body_gets_413_problem() {
+    let app = spawn_app(settings_with(&[("APP_SERVER__BODY_LIMIT_BYTES", "1024")])).await;
+    let padding = "x".repeat(4096);
+    let chunks = vec![
+        Ok::<_, std::io::Error>(r#"{"kind":"sleep","input":{"padding":""#.to_owned()),
+        Ok(padding),
+        Ok(r#""}}"#.to_owned()),
+    ];
+    let response = app
+        .client
+        .post(format!("{}/v1/operations", app.address))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    app.stop().await.unwrap();
+}
+
 async fn boom() -> &'static str {
     panic!("kaboom: secret internals")
 }

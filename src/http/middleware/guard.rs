@@ -6,6 +6,10 @@
 //! - **panic isolation**: a panicking handler becomes a 500 problem; the panic message is
 //!   logged, never sent; the server keeps serving.
 //! - **problem rendering**: every error response leaves as `application/problem+json`.
+//! - **body limit**: a request with a body gets the configured limit (axum's `DefaultBodyLimit`),
+//!   enforced when a handler reads the body, so an oversized one gets 413. A request without a
+//!   body has nothing to limit and is left alone: the limit travels as a request extension,
+//!   and inserting it into every `GET` cost more than the rest of this service.
 //!
 //! One hand-written service for the three, for the reason given in `observe.rs`. The timer is
 //! armed only when the handler does not answer on its first poll, so a quick handler never
@@ -17,7 +21,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use axum::extract::Request;
+use axum::body::HttpBody;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::response::{IntoResponse, Response};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
@@ -28,15 +33,17 @@ use super::request_id::RequestId;
 use crate::blocking::panic_message;
 use crate::http::error::ApiError;
 
-/// Guards every request of the routes it wraps; `timeout` is the request timeout.
+/// Guards every request of the routes it wraps.
 #[derive(Clone)]
 pub struct GuardLayer {
     timeout: Duration,
+    body_limit: DefaultBodyLimit,
 }
 
 impl GuardLayer {
-    pub fn new(timeout: Duration) -> Self {
-        Self { timeout }
+    /// `timeout`: the request timeout; `body_limit_bytes`: the largest request body accepted.
+    pub fn new(timeout: Duration, body_limit_bytes: usize) -> Self {
+        Self { timeout, body_limit: DefaultBodyLimit::max(body_limit_bytes) }
     }
 }
 
@@ -44,7 +51,7 @@ impl<S> Layer<S> for GuardLayer {
     type Service = Guard<S>;
 
     fn layer(&self, inner: S) -> Guard<S> {
-        Guard { inner, timeout: self.timeout }
+        Guard { inner, timeout: self.timeout, body_limit: self.body_limit }
     }
 }
 
@@ -52,6 +59,7 @@ impl<S> Layer<S> for GuardLayer {
 pub struct Guard<S> {
     inner: S,
     timeout: Duration,
+    body_limit: DefaultBodyLimit,
 }
 
 impl<S> Service<Request> for Guard<S>
@@ -66,7 +74,10 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request) -> Self::Future {
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        if !request.body().is_end_stream() {
+            self.body_limit.apply(&mut request);
+        }
         let request_id = request.extensions().get::<RequestId>().cloned();
         let deadline = Instant::now() + self.timeout;
         // A service may panic while building its future, not only while it is polled.

@@ -7,9 +7,9 @@
 //!    see uncompressed bodies;
 //! 3. **CORS**: from configuration;
 //! 4. **guard** (`guard.rs`): the timeout (a slow handler is dropped and the client gets 503),
-//!    panic isolation (500, and the server keeps serving), and problem rendering (every error
-//!    below becomes `application/problem+json`);
-//! 5. **body limit**: enforced when a handler reads the body, so an oversized one gets 413.
+//!    panic isolation (500, and the server keeps serving), problem rendering (every error
+//!    below becomes `application/problem+json`) and the body limit (enforced when a handler
+//!    reads the body, so an oversized one gets 413).
 //!
 //! axum applies these layers to each route separately, so every layer is paid for on every
 //! request; `observe` and `guard` are hand-written and gather several concerns each for that
@@ -22,7 +22,6 @@ mod request_id;
 mod request_metrics;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::http::HeaderValue;
 use tower::ServiceBuilder;
 use tower_http::compression::CompressionLayer;
@@ -44,9 +43,7 @@ use observe::ObserveLayer;
 pub fn apply<S: Clone + Send + Sync + 'static>(router: Router<S>, settings: &Settings) -> Router<S> {
     let server = &settings.server;
     let observe = ObserveLayer::new(settings.metrics.enabled);
-    let guard = ServiceBuilder::new()
-        .layer(GuardLayer::new(server.request_timeout()))
-        .layer(DefaultBodyLimit::max(server.body_limit_bytes));
+    let guard = GuardLayer::new(server.request_timeout(), server.body_limit_bytes);
     let cors = cors(&server.cors_allowed_origins);
     if cors.is_none() && !server.compression {
         return router.layer(ServiceBuilder::new().layer(observe).layer(guard));
