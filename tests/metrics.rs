@@ -116,3 +116,40 @@ async fn metrics_can_be_turned_off() {
     assert_eq!(app.client.get(app.url("/metrics")).send().await.unwrap().status(), 404);
     app.stop().await.unwrap();
 }
+
+/// A route keeps the first few series it records to and finds the others in the shared table
+/// (`request_metrics.rs`); either way every request is counted once, under its own status.
+#[tokio::test]
+async fn a_route_answering_many_statuses_counts_each_one() {
+    use axum::extract::Path;
+    use axum::http::StatusCode;
+
+    async fn answer(Path(code): Path<u16>) -> StatusCode {
+        StatusCode::from_u16(code).unwrap()
+    }
+    let settings = settings_with(&[]);
+    let app =
+        keel::http::middleware::apply(Router::new().route("/answer/{code}", axum::routing::get(answer)), &settings);
+    let metrics = keel::http::router(keel::startup::build_state(settings, keel::operations::kinds::registry()));
+    let before = scrape(&metrics).await;
+    let codes = [200, 201, 202, 204, 409, 418, 200, 418];
+    for (round, code) in codes.iter().enumerate() {
+        for _ in 0..=round {
+            assert_eq!(get(&app, &format!("/answer/{code}")).await.status, *code);
+        }
+    }
+    let after = scrape(&metrics).await;
+    let moved = |code: u16| {
+        let series = format!(r#"http_requests_total{{method="GET",route="/answer/{{code}}",status="{code}"}}"#);
+        sample(&after, &series) - sample(&before, &series)
+    };
+    assert_eq!(moved(200), 1.0 + 7.0);
+    assert_eq!(moved(201), 2.0);
+    assert_eq!(moved(202), 3.0);
+    assert_eq!(moved(204), 4.0);
+    assert_eq!(moved(409), 5.0, "past the route's own slots");
+    assert_eq!(moved(418), 6.0 + 8.0, "past the route's own slots");
+    let counted = sample(&after, r#"http_request_duration_seconds_count{method="GET",route="/answer/{code}"}"#)
+        - sample(&before, r#"http_request_duration_seconds_count{method="GET",route="/answer/{code}"}"#);
+    assert_eq!(counted, 36.0);
+}

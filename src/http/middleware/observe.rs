@@ -28,7 +28,7 @@ use tower::{Layer, Service};
 use tracing::Span;
 
 use super::request_id::{self, REQUEST_ID_HEADER, RequestId};
-use super::request_metrics::{InFlight, RequestMetrics};
+use super::request_metrics::{InFlight, RequestMetrics, RouteMetrics};
 
 /// Observes every request of the routes it wraps.
 #[derive(Clone)]
@@ -47,14 +47,15 @@ impl<S> Layer<S> for ObserveLayer {
     type Service = Observe<S>;
 
     fn layer(&self, inner: S) -> Observe<S> {
-        Observe { inner, metrics: self.metrics.clone() }
+        // axum calls `layer` once per route, so each route gets metrics of its own.
+        Observe { inner, metrics: self.metrics.as_ref().map(|shared| Arc::new(RouteMetrics::new(Arc::clone(shared)))) }
     }
 }
 
 #[derive(Clone)]
 pub struct Observe<S> {
     inner: S,
-    metrics: Option<Arc<RequestMetrics>>,
+    metrics: Option<Arc<RouteMetrics>>,
 }
 
 impl<S, B> Service<Request> for Observe<S>
@@ -81,7 +82,7 @@ where
             route = route_label(route.as_ref()),
             request_id = id.as_str()
         );
-        let in_flight = self.metrics.as_ref().map(RequestMetrics::enter);
+        let in_flight = self.metrics.as_ref().map(RouteMetrics::enter);
         tracing::debug!(parent: &span, "request started");
         // Not called inside the span: an axum service only builds its future here, and what a
         // handler logs happens when that future is polled, inside the span. Entering a span

@@ -3,14 +3,16 @@
 //!
 //! The `metrics` macros look a series up in the recorder's registry by building and hashing its
 //! labels, which allocates them first; done for every request that was a visible share of its
-//! cost. Here each series is registered once, on the first request that needs it, and its
-//! handle reused: a request records under a read lock, with nothing allocated.
+//! cost. Here each series is registered once, on the first request that needs it, in a table
+//! shared by all routes, and its handles reused. Each route also keeps the few series it used
+//! last in a [`RouteSeries`] of its own, which a request reads without a lock or a hash: a
+//! route answers almost always with the same method and status.
 //!
 //! Labels stay bounded: the route is the matched template (never the raw path) and a method
 //! outside the standard set is counted as `_OTHER`, so a client cannot create series at will.
 
 use std::collections::HashMap;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
@@ -36,32 +38,41 @@ impl RequestMetrics {
         Self { in_flight: metrics::gauge!(names::HTTP_REQUESTS_IN_FLIGHT), routes: RwLock::default() }
     }
 
-    /// Counts a request in flight until the returned guard is dropped, so a request whose client
-    /// went away (its future dropped mid-way) is counted out too.
-    pub fn enter(self: &Arc<Self>) -> InFlight {
-        self.in_flight.increment(1.0);
-        InFlight(Arc::clone(self))
+    /// Records one answered request: through the route's own recent series when one matches,
+    /// else through the shared table, remembering the series in a free slot.
+    fn record(&self, recent: &RouteSeries, method: &Method, route: &str, status: StatusCode, elapsed: Duration) {
+        let method = method_label(method);
+        for slot in &recent.slots {
+            let series = match slot.get() {
+                Some(series) if series.method == method && series.status == status && *series.route == *route => series,
+                Some(_) => continue,
+                None => slot.get_or_init(|| self.series(method, route, status)),
+            };
+            series.requests.increment(1);
+            series.duration.record(elapsed.as_secs_f64());
+            return;
+        }
+        let series = self.series(method, route, status);
+        series.requests.increment(1);
+        series.duration.record(elapsed.as_secs_f64());
     }
 
-    /// Records one answered request.
-    fn record(&self, method: &Method, route: &str, status: StatusCode, elapsed: Duration) {
-        let method = method_label(method);
+    /// The handles for one route, method and status, from the shared table.
+    fn series(&self, method: &'static str, route: &str, status: StatusCode) -> Series {
         {
             let routes = self.routes.read().unwrap_or_else(PoisonError::into_inner);
             if let Some(series) = find(&routes, route, method)
                 && let Some((_, requests)) = series.by_status.iter().find(|(s, _)| *s == status)
             {
-                requests.increment(1);
-                series.duration.record(elapsed.as_secs_f64());
-                return;
+                return Series::new(method, route, status, requests, &series.duration);
             }
         }
-        self.register_and_record(method, route, status, elapsed);
+        self.register(method, route, status)
     }
 
-    /// The slow path, once per new series: registers what is missing, then records.
+    /// The slow path, once per new series: registers what is missing.
     #[cold]
-    fn register_and_record(&self, method: &'static str, route: &str, status: StatusCode, elapsed: Duration) {
+    fn register(&self, method: &'static str, route: &str, status: StatusCode) -> Series {
         let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);
         let by_method = routes.entry(route.into()).or_default();
         let index = match by_method.iter().position(|series| series.method == method) {
@@ -85,9 +96,30 @@ impl RequestMetrics {
                 &series.by_status[series.by_status.len() - 1].1
             }
         };
-        requests.increment(1);
-        series.duration.record(elapsed.as_secs_f64());
+        Series::new(method, route, status, requests, &series.duration)
     }
+}
+
+/// The handles for one route, method and status.
+struct Series {
+    route: Box<str>,
+    method: &'static str,
+    status: StatusCode,
+    requests: Counter,
+    duration: Histogram,
+}
+
+impl Series {
+    fn new(method: &'static str, route: &str, status: StatusCode, requests: &Counter, duration: &Histogram) -> Self {
+        Self { route: route.into(), method, status, requests: requests.clone(), duration: duration.clone() }
+    }
+}
+
+/// The series one route recorded to first. Each slot is filled once; a request whose series is
+/// in none of them goes to the shared table.
+#[derive(Default)]
+struct RouteSeries {
+    slots: [OnceLock<Series>; 4],
 }
 
 fn find<'a>(routes: &'a HashMap<Box<str>, Vec<MethodSeries>>, route: &str, method: &str) -> Option<&'a MethodSeries> {
@@ -110,19 +142,39 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
+/// One route's view of the request metrics: the shared table, and the series the route used
+/// last. Made once per route (see `observe.rs`).
+pub struct RouteMetrics {
+    shared: Arc<RequestMetrics>,
+    recent: RouteSeries,
+}
+
+impl RouteMetrics {
+    pub fn new(shared: Arc<RequestMetrics>) -> Self {
+        Self { shared, recent: RouteSeries::default() }
+    }
+
+    /// Counts a request in flight until the returned guard is dropped, so a request whose client
+    /// went away (its future dropped mid-way) is counted out too.
+    pub fn enter(self: &Arc<Self>) -> InFlight {
+        self.shared.in_flight.increment(1.0);
+        InFlight(Arc::clone(self))
+    }
+}
+
 /// A request counted in flight; counted out when dropped.
-pub struct InFlight(Arc<RequestMetrics>);
+pub struct InFlight(Arc<RouteMetrics>);
 
 impl InFlight {
     /// Counts the request out and records how it was answered.
     pub fn finish(self, method: &Method, route: &str, status: StatusCode, elapsed: Duration) {
-        self.0.record(method, route, status, elapsed);
+        self.0.shared.record(&self.0.recent, method, route, status, elapsed);
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.decrement(1.0);
+        self.0.shared.in_flight.decrement(1.0);
     }
 }
 
