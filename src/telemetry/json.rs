@@ -4,8 +4,8 @@
 //! text and parses that text back for every line logged inside the span; with an access-log
 //! line per request that was the largest user-space cost of a request. Its generic formatting
 //! path then copies each line twice more (into its own buffer, then into the writer). This
-//! layer renders a span's fields once, when the span is created, as an object body
-//! (`"k":v,...`) copied verbatim into each line, and renders each line into a reused per-thread
+//! layer renders a span once, when it is created, as the text its lines carry
+//! (`,"span":{"name":…,"k":v,...`) and copies that into each line, and renders each line into a reused per-thread
 //! `String` that goes to the log writer in one piece. What a callsite's lines share (level,
 //! target, the field names as keys) is escaped once per thread and copied after that. Numbers
 //! are rendered with `itoa` and `ryu`. (See the README's performance notes.)
@@ -42,12 +42,13 @@ impl JsonLayer {
     }
 }
 
-/// A span's fields, rendered as the body of a JSON object.
-struct SpanFields(String);
+/// A span as its lines show it, rendered when it is created and grown by `record`:
+/// `,"span":{"name":"…",<fields>` (the closing brace is the line's to add).
+struct SpanText(String);
 
-/// Room for a request span's fields (method, route, a 36-character request id) in one
+/// Room for a request span (name, method, route, a 36-character request id) in one
 /// allocation.
-const SPAN_FIELDS_CAPACITY: usize = 128;
+const SPAN_TEXT_CAPACITY: usize = 160;
 
 impl<S> Layer<S> for JsonLayer
 where
@@ -55,18 +56,19 @@ where
 {
     fn on_new_span(&self, attributes: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
-        let mut fields = String::with_capacity(SPAN_FIELDS_CAPACITY);
+        let mut rendered = String::with_capacity(SPAN_TEXT_CAPACITY);
+        rendered.push_str(",\"span\":{\"name\":");
+        push_string(&mut rendered, span.name());
         let text = callsite_text(attributes.metadata());
-        attributes.record(&mut JsonVisitor::new(&mut fields, &text, true));
-        span.extensions_mut().insert(SpanFields(fields));
+        attributes.record(&mut JsonVisitor::new(&mut rendered, &text));
+        span.extensions_mut().insert(SpanText(rendered));
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
         let mut extensions = span.extensions_mut();
-        if let Some(SpanFields(fields)) = extensions.get_mut::<SpanFields>() {
-            let first = fields.is_empty();
-            values.record(&mut JsonVisitor::new(fields, &callsite_text(span.metadata()), first));
+        if let Some(SpanText(rendered)) = extensions.get_mut::<SpanText>() {
+            values.record(&mut JsonVisitor::new(rendered, &callsite_text(span.metadata())));
         }
     }
 
@@ -76,17 +78,12 @@ where
             line.push_str("{\"timestamp\":\"");
             push_timestamp(line);
             line.push_str(&text.level_and_target);
-            event.record(&mut JsonVisitor::new(line, &text, false));
+            event.record(&mut JsonVisitor::new(line, &text));
             // The event's parent: the one it names, or else the current span.
-            if let Some(span) = ctx.event_span(event) {
-                line.push_str(",\"span\":{\"name\":");
-                push_string(line, span.name());
-                if let Some(SpanFields(fields)) = span.extensions().get::<SpanFields>()
-                    && !fields.is_empty()
-                {
-                    line.push(',');
-                    line.push_str(fields);
-                }
+            if let Some(span) = ctx.event_span(event)
+                && let Some(SpanText(rendered)) = span.extensions().get::<SpanText>()
+            {
+                line.push_str(rendered);
                 line.push('}');
             }
             line.push_str("}\n");
@@ -213,30 +210,23 @@ fn push_timestamp(line: &mut String) {
     line.push('Z');
 }
 
-/// Renders fields as `"name":value` pairs.
+/// Renders fields as `,"name":value` pairs, each after something already in `out`.
 struct JsonVisitor<'a> {
     out: &'a mut String,
     text: &'a CallsiteText,
-    first: bool,
 }
 
 impl<'a> JsonVisitor<'a> {
-    /// `first`: whether the first field starts the object body (no comma before it).
-    fn new(out: &'a mut String, text: &'a CallsiteText, first: bool) -> Self {
-        Self { out, text, first }
+    fn new(out: &'a mut String, text: &'a CallsiteText) -> Self {
+        Self { out, text }
     }
 
     fn key(&mut self, field: &Field) -> &mut String {
-        let first = std::mem::take(&mut self.first);
         match self.text.keys.get(field.index()) {
-            Some(key) if field.callsite() == self.text.callsite => {
-                self.out.push_str(if first { &key[1..] } else { key });
-            }
+            Some(key) if field.callsite() == self.text.callsite => self.out.push_str(key),
             // A field of another callsite: not expected from tracing, rendered all the same.
             _ => {
-                if !first {
-                    self.out.push(',');
-                }
+                self.out.push(',');
                 push_string(self.out, field.name());
                 self.out.push(':');
             }
@@ -469,6 +459,19 @@ mod tests {
         tracing::subscriber::with_default(subscriber, log);
         drop(guard);
         String::from_utf8(capture.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn fields_recorded_after_a_span_starts_appear_in_its_lines() {
+        let output = logged(|| {
+            let span = tracing::info_span!("request", request_id = "r-1", user = tracing::field::Empty);
+            span.record("user", "ada");
+            tracing::info!(parent: &span, "after");
+        });
+        let line: Value = serde_json::from_str(output.trim()).unwrap();
+        assert_eq!(line["span"]["name"], "request", "{output}");
+        assert_eq!(line["span"]["request_id"], "r-1", "{output}");
+        assert_eq!(line["span"]["user"], "ada", "{output}");
     }
 
     #[test]
