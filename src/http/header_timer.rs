@@ -92,11 +92,16 @@ mod tests {
         sleep.as_mut().poll(&mut Context::from_waker(waker)).is_ready()
     }
 
+    /// A wait as hyper starts one: asked for, then polled once while the head is not in.
+    fn started(timer: &HeaderTimer, timeout: Duration) -> Pin<Box<dyn Sleep>> {
+        let mut sleep = timer.sleep(timeout);
+        assert!(!is_done(&mut sleep), "done before its deadline");
+        sleep
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_wait_ends_at_its_deadline() {
-        let timer = HeaderTimer::new();
-        let mut sleep = timer.sleep(Duration::from_millis(200));
-        assert!(!is_done(&mut sleep));
+        let mut sleep = started(&HeaderTimer::new(), Duration::from_millis(200));
         tokio::time::advance(Duration::from_millis(199)).await;
         assert!(!is_done(&mut sleep));
         tokio::time::advance(Duration::from_millis(1)).await;
@@ -106,13 +111,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_later_wait_is_not_cut_short_by_an_earlier_one() {
         let timer = HeaderTimer::new();
-        let mut first = timer.sleep(Duration::from_millis(200));
-        assert!(!is_done(&mut first));
-        drop(first);
+        drop(started(&timer, Duration::from_millis(200)));
         // The next head is awaited 150 ms later: its deadline is 350 ms, the alarm set for 200.
         tokio::time::advance(Duration::from_millis(150)).await;
-        let mut second = timer.sleep(Duration::from_millis(200));
-        assert!(!is_done(&mut second));
+        let mut second = started(&timer, Duration::from_millis(200));
         tokio::time::advance(Duration::from_millis(100)).await;
         assert!(!is_done(&mut second), "ended at the first wait's deadline");
         tokio::time::advance(Duration::from_millis(100)).await;
@@ -122,11 +124,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_earlier_deadline_moves_the_alarm_forward() {
         let timer = HeaderTimer::new();
-        let mut long = timer.sleep(Duration::from_secs(60));
-        assert!(!is_done(&mut long));
-        drop(long);
-        let mut short = timer.sleep(Duration::from_millis(10));
-        assert!(!is_done(&mut short));
+        drop(started(&timer, Duration::from_secs(60)));
+        let mut short = started(&timer, Duration::from_millis(10));
         tokio::time::advance(Duration::from_millis(10)).await;
         assert!(is_done(&mut short));
     }
@@ -134,13 +133,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_waiting_task_is_woken_at_the_deadline() {
         let timer = HeaderTimer::new();
-        let mut first = timer.sleep(Duration::from_millis(100));
-        assert!(!is_done(&mut first));
-        drop(first);
+        drop(started(&timer, Duration::from_millis(100)));
         let mut sleep = timer.sleep(Duration::from_millis(300));
-        let started = tokio::time::Instant::now();
+        let begun = tokio::time::Instant::now();
         // Awaited for real: only a wake from the alarm finishes this.
         poll_fn(|cx| sleep.as_mut().poll(cx)).await;
-        assert_eq!(started.elapsed(), Duration::from_millis(300));
+        assert_eq!(begun.elapsed(), Duration::from_millis(300));
     }
 }
