@@ -155,3 +155,36 @@ async fn a_route_answering_many_statuses_counts_each_one() {
         - sample(&before, r#"http_request_duration_seconds_count{method="GET",route="/answer/{code}"}"#);
     assert_eq!(counted, 36.0);
 }
+
+/// A route's first requests, arriving at once with different statuses, race for its empty
+/// slots; each must still be counted under its own status, whichever request filled the slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_first_requests_are_counted_under_their_own_status() {
+    use axum::extract::Path;
+    use axum::http::StatusCode;
+
+    async fn answer(Path(code): Path<u16>) -> StatusCode {
+        StatusCode::from_u16(code).unwrap()
+    }
+    let settings = settings_with(&[]);
+    let metrics = keel::http::router(keel::startup::build_state(settings.clone(), keel::operations::kinds::registry()));
+    let before = scrape(&metrics).await;
+    let codes = [200_u16, 201, 202, 204, 409, 418];
+    for _ in 0..20 {
+        // A fresh router each round: fresh, empty slots to race for.
+        let app =
+            keel::http::middleware::apply(Router::new().route("/race/{code}", axum::routing::get(answer)), &settings);
+        let requests = codes.map(|code| {
+            let app = app.clone();
+            tokio::spawn(async move { get(&app, &format!("/race/{code}")).await.status })
+        });
+        for (code, request) in codes.iter().zip(requests) {
+            assert_eq!(request.await.unwrap(), *code);
+        }
+    }
+    let after = scrape(&metrics).await;
+    for code in codes {
+        let series = format!(r#"http_requests_total{{method="GET",route="/race/{{code}}",status="{code}"}}"#);
+        assert_eq!(sample(&after, &series) - sample(&before, &series), 20.0, "status {code}");
+    }
+}

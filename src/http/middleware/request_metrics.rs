@@ -43,18 +43,15 @@ impl RequestMetrics {
     fn record(&self, recent: &RouteSeries, method: &Method, route: &str, status: StatusCode, elapsed: Duration) {
         let method = method_label(method);
         for slot in &recent.slots {
-            let series = match slot.get() {
-                Some(series) if series.method == method && series.status == status && *series.route == *route => series,
-                Some(_) => continue,
-                None => slot.get_or_init(|| self.series(method, route, status)),
-            };
-            series.requests.increment(1);
-            series.duration.record(elapsed.as_secs_f64());
-            return;
+            // An empty slot takes this series, unless another thread fills it first with its
+            // own: whoever filled it, the series is checked before it is used.
+            let series = slot.get_or_init(|| self.series(method, route, status));
+            if series.is(method, route, status) {
+                series.record(elapsed);
+                return;
+            }
         }
-        let series = self.series(method, route, status);
-        series.requests.increment(1);
-        series.duration.record(elapsed.as_secs_f64());
+        self.series(method, route, status).record(elapsed);
     }
 
     /// The handles for one route, method and status, from the shared table.
@@ -112,6 +109,15 @@ struct Series {
 impl Series {
     fn new(method: &'static str, route: &str, status: StatusCode, requests: &Counter, duration: &Histogram) -> Self {
         Self { route: route.into(), method, status, requests: requests.clone(), duration: duration.clone() }
+    }
+
+    fn is(&self, method: &str, route: &str, status: StatusCode) -> bool {
+        self.method == method && self.status == status && *self.route == *route
+    }
+
+    fn record(&self, elapsed: Duration) {
+        self.requests.increment(1);
+        self.duration.record(elapsed.as_secs_f64());
     }
 }
 
