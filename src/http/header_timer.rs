@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use hyper::rt::{Sleep, Timer};
 
 /// A connection's header read timer. Give each connection its own: the alarm wakes only the
-/// task that last waited on it.
-#[derive(Clone, Default)]
+/// task that last waited on it (so it is not `Clone`).
+#[derive(Default)]
 pub struct HeaderTimer {
     alarm: Arc<Mutex<Option<Pin<Box<tokio::time::Sleep>>>>>,
 }
