@@ -13,7 +13,8 @@
 //!
 //! One hand-written service for the three, for the reason given in `observe.rs`. The timer is
 //! armed only when the handler does not answer on its first poll, so a quick handler never
-//! touches the timer wheel.
+//! touches the timer wheel or reads the clock. The first poll follows the call at once, so the
+//! timeout still runs from the start of the request.
 
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -25,7 +26,7 @@ use axum::body::HttpBody;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::response::{IntoResponse, Response};
 use pin_project_lite::pin_project;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Sleep;
 use tower::{Layer, Service};
 
 use super::problem;
@@ -79,10 +80,9 @@ where
             self.body_limit.apply(&mut request);
         }
         let request_id = request.extensions().get::<RequestId>().cloned();
-        let deadline = Instant::now() + self.timeout;
         // A service may panic while building its future, not only while it is polled.
         let handling = match catch_unwind(AssertUnwindSafe(|| self.inner.call(request))) {
-            Ok(future) => Handling::Running { future, deadline, timer: None },
+            Ok(future) => Handling::Running { future, timeout: self.timeout, timer: None },
             Err(payload) => Handling::Panicked { response: Some(panicked(payload.as_ref())) },
         };
         GuardFuture { handling, request_id }
@@ -104,7 +104,7 @@ pin_project! {
         Running {
             #[pin]
             future: F,
-            deadline: Instant,
+            timeout: Duration,
             #[pin]
             timer: Option<Sleep>,
         },
@@ -126,13 +126,13 @@ where
             HandlingProjection::Panicked { response } => response
                 .take()
                 .unwrap_or_else(|| ApiError::Internal("polled after completion".to_owned()).into_response()),
-            HandlingProjection::Running { future, deadline, mut timer } => {
+            HandlingProjection::Running { future, timeout, mut timer } => {
                 match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
                     Ok(Poll::Ready(result)) => result?,
                     Err(payload) => panicked(payload.as_ref()),
                     Ok(Poll::Pending) => {
                         if timer.is_none() {
-                            timer.set(Some(tokio::time::sleep_until(*deadline)));
+                            timer.set(Some(tokio::time::sleep(*timeout)));
                         }
                         if let Some(timer) = timer.as_pin_mut() {
                             ready!(timer.poll(cx));

@@ -74,21 +74,16 @@ where
         let started = Instant::now();
         mark_sensitive(request.headers_mut());
         let id = request_id::assign(&mut request);
-        let route = request.extensions().get::<MatchedPath>().cloned();
         let method = request.method().clone();
-        let span = tracing::info_span!(
-            "request",
-            method = method.as_str(),
-            route = route_label(route.as_ref()),
-            request_id = id.as_str()
-        );
-        let in_flight = self.metrics.as_ref().map(RouteMetrics::enter);
+        let route = route_label(request.extensions().get::<MatchedPath>());
+        let span = tracing::info_span!("request", method = method.as_str(), route, request_id = id.as_str());
+        let in_flight = self.metrics.as_ref().map(|metrics| metrics.enter(route));
         tracing::debug!(parent: &span, "request started");
         // Not called inside the span: an axum service only builds its future here, and what a
         // handler logs happens when that future is polled, inside the span. Entering a span
         // costs a little on every request.
         let inner = self.inner.call(request);
-        ObserveFuture { inner, span, observation: Observation { id, method, route, started, in_flight } }
+        ObserveFuture { inner, span, observation: Observation { id, method, started, in_flight } }
     }
 }
 
@@ -123,7 +118,6 @@ where
 struct Observation {
     id: RequestId,
     method: Method,
-    route: Option<MatchedPath>,
     started: Instant,
     /// `None` when metrics are off, and once the request is recorded.
     in_flight: Option<InFlight>,
@@ -145,7 +139,7 @@ impl Observation {
             tracing::info!(parent: span, status = status.as_u16(), latency_ms, message = "request finished");
         }
         if let Some(in_flight) = self.in_flight.take() {
-            in_flight.finish(&self.method, route_label(self.route.as_ref()), status, elapsed);
+            in_flight.finish(&self.method, status, elapsed);
         }
     }
 }
@@ -163,6 +157,8 @@ fn mark_sensitive(headers: &mut HeaderMap) {
     }
 }
 
+/// The matched route's template; the span and the metrics copy it rather than keep the
+/// `MatchedPath`, whose reference count every worker would touch on every request.
 fn route_label(route: Option<&MatchedPath>) -> &str {
     route.map_or("<unmatched>", MatchedPath::as_str)
 }

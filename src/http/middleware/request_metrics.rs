@@ -148,39 +148,53 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
-/// One route's view of the request metrics: the shared table, and the series the route used
-/// last. Made once per route (see `observe.rs`).
+/// One route's view of the request metrics: the shared table, the series the route used last,
+/// and the route's template, kept from its first request so that a request need not carry it.
+/// Made once per route (see `observe.rs`).
 pub struct RouteMetrics {
     shared: Arc<RequestMetrics>,
     recent: RouteSeries,
+    route: OnceLock<Box<str>>,
 }
 
 impl RouteMetrics {
     pub fn new(shared: Arc<RequestMetrics>) -> Self {
-        Self { shared, recent: RouteSeries::default() }
+        Self { shared, recent: RouteSeries::default(), route: OnceLock::new() }
     }
 
-    /// Counts a request in flight until the returned guard is dropped, so a request whose client
-    /// went away (its future dropped mid-way) is counted out too.
-    pub fn enter(self: &Arc<Self>) -> InFlight {
+    /// Counts a request to `route` in flight until the returned guard is dropped, so a request
+    /// whose client went away (its future dropped mid-way) is counted out too.
+    pub fn enter(self: &Arc<Self>, route: &str) -> InFlight {
         self.shared.in_flight.increment(1.0);
-        InFlight(Arc::clone(self))
+        // A route's requests all match its one template; a request that matched another (not
+        // expected from axum) carries its own copy.
+        let own = self.route.get_or_init(|| route.into());
+        let other_route = (**own != *route).then(|| route.into());
+        InFlight { metrics: Arc::clone(self), other_route }
     }
 }
 
 /// A request counted in flight; counted out when dropped.
-pub struct InFlight(Arc<RouteMetrics>);
+pub struct InFlight {
+    metrics: Arc<RouteMetrics>,
+    other_route: Option<Box<str>>,
+}
 
 impl InFlight {
     /// Counts the request out and records how it was answered.
-    pub fn finish(self, method: &Method, route: &str, status: StatusCode, elapsed: Duration) {
-        self.0.shared.record(&self.0.recent, method, route, status, elapsed);
+    pub fn finish(self, method: &Method, status: StatusCode, elapsed: Duration) {
+        let metrics = &self.metrics;
+        let route = match (&self.other_route, metrics.route.get()) {
+            (Some(route), _) | (None, Some(route)) => route,
+            (None, None) => "",
+        };
+        metrics.shared.record(&metrics.recent, method, route, status, elapsed);
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.shared.in_flight.decrement(1.0);
+        self.metrics.shared.in_flight.decrement(1.0);
     }
 }
 
