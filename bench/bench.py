@@ -4,7 +4,7 @@
 On one machine, in one run, with the same load generator (wrk) and settings:
   1. GET / on keel in its production configuration (JSON access log, request ids, timeout,
      metrics on), and again with its access log off;
-  2. the same handler on bare axum (examples/bare_axum.rs);
+  2. the same handler on bare axum (bench/bare-axum, a package of its own);
   3. the Tornado program from the seed (bench/tornado_seed.py), unchanged.
 Then the operation layer: submit-to-completion throughput of a trivial operation over HTTP,
 memory per queued and per finished operation, start-up time to a ready /readyz, idle memory,
@@ -129,7 +129,7 @@ def bench_http():
     with keel(port, {"RUST_LOG": ACCESS_LOG_OFF}):
         results["keel, access log off"] = measure(f"http://127.0.0.1:{port}/")
     port = free_port()
-    with Server([str(RELEASE / "examples" / "bare_axum"), f"127.0.0.1:{port}"], ready_url=f"http://127.0.0.1:{port}/"):
+    with Server([str(RELEASE / "bare-axum"), f"127.0.0.1:{port}"], ready_url=f"http://127.0.0.1:{port}/"):
         results["bare axum"] = measure(f"http://127.0.0.1:{port}/")
     python = str(ROOT / ".venv-bench" / "bin" / "python")
     with Server([python, str(ROOT / "bench" / "tornado_seed.py")], ready_url="http://127.0.0.1:8888/"):
@@ -265,10 +265,8 @@ def main():
     # examples it would get the dev-dependencies' features too (tokio's test-util puts a lock
     # in every reading of tokio's clock).
     subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "keel"], cwd=ROOT, check=True)
-    subprocess.run(
-        ["cargo", "build", "--release", "--locked", "--example", "bare_axum", "--example", "submit_operations"],
-        cwd=ROOT, check=True,
-    )
+    subprocess.run(["cargo", "build", "--release", "--locked", "-p", "bare-axum"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--release", "--locked", "--example", "submit_operations"], cwd=ROOT, check=True)
     results = {"date": time.strftime("%Y-%m-%d"), "machine": machine()}
     print("GET / on keel, bare axum and Tornado ...", flush=True)
     results["http"] = bench_http()

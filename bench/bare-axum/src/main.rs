@@ -1,7 +1,7 @@
 //! The benchmark's baseline: keel's `GET /` handler on bare axum, with no middleware, no
 //! configuration and no logging. `make bench` compares keel against it.
 //!
-//!     cargo run --release --example bare_axum -- 127.0.0.1:8091
+//!     cargo run --release -p bare-axum -- 127.0.0.1:8091
 
 async fn root() -> String {
     let result = async_operation().await;
