@@ -67,6 +67,8 @@ async fn metrics_move_with_traffic_and_operations() {
     assert_eq!(moved(r#"http_requests_total{method="GET",route="/",status="200"}"#), 3.0);
     assert_eq!(moved(r#"http_requests_total{method="GET",route="/v1/operations/{id}",status="404"}"#), 1.0);
     assert_eq!(moved(r#"http_request_duration_seconds_count{method="GET",route="/"}"#), 3.0);
+    assert_eq!(moved(r#"http_request_duration_seconds_bucket{method="GET",route="/",le="+Inf"}"#), 3.0);
+    assert!(after.contains("# TYPE http_request_duration_seconds histogram\n"), "{after}");
     assert_eq!(moved(r#"operations_submitted_total{kind="sleep"}"#), 1.0);
     assert_eq!(moved(r#"operations_submitted_total{kind="fail"}"#), 1.0);
     assert_eq!(moved(r#"operations_rejected_total{reason="queue_full"}"#), 1.0);

@@ -1,5 +1,6 @@
 //! What keel tells its operators: logs (tracing) and metrics (Prometheus).
 
+mod histogram;
 mod json;
 mod logs;
 pub mod metrics;

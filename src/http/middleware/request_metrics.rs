@@ -75,8 +75,7 @@ impl RequestMetrics {
         let index = match by_method.iter().position(|series| series.method == method) {
             Some(index) => index,
             None => {
-                let duration =
-                    metrics::histogram!(names::HTTP_REQUEST_DURATION, "method" => method, "route" => route.to_owned());
+                let duration = names::request_duration(method, route);
                 by_method.push(MethodSeries { method, duration, by_status: Vec::new() });
                 by_method.len() - 1
             }
