@@ -30,19 +30,24 @@ impl SecondsHistogram {
     }
 
     /// Appends the series' lines: cumulative buckets, sum and count. `labels` is rendered
-    /// already (`method="GET",route="/"`).
+    /// already (`method="GET",route="/"`), or empty.
     fn render(&self, name: &str, labels: &str, out: &mut String) {
+        let (bucket_labels, labels) = if labels.is_empty() {
+            (String::new(), String::new())
+        } else {
+            (format!("{labels},"), format!("{{{labels}}}"))
+        };
         let mut cumulative = 0;
         for (index, bucket) in self.buckets.iter().enumerate() {
             cumulative += bucket.load(Ordering::Relaxed);
             let _ = match self.bounds.get(index) {
-                Some(bound) => writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}"),
-                None => writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}"),
+                Some(bound) => writeln!(out, "{name}_bucket{{{bucket_labels}le=\"{bound}\"}} {cumulative}"),
+                None => writeln!(out, "{name}_bucket{{{bucket_labels}le=\"+Inf\"}} {cumulative}"),
             };
         }
         let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
-        let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
+        let _ = writeln!(out, "{name}_sum{labels} {sum}");
+        let _ = writeln!(out, "{name}_count{labels} {cumulative}");
     }
 }
 
@@ -182,6 +187,16 @@ mod tests {
         render(&mut out);
         assert_eq!(out.matches("# TYPE test_same_seconds histogram").count(), 1, "{out}");
         assert!(out.contains("test_same_seconds_count{route=\"/same\",method=\"GET\"} 2\n"), "{out}");
+    }
+
+    #[test]
+    fn a_series_without_labels_renders_without_braces() {
+        let histogram = SecondsHistogram::new(BOUNDS);
+        histogram.record(0.5);
+        let mut out = String::new();
+        histogram.render("plain_seconds", "", &mut out);
+        assert!(out.starts_with("plain_seconds_bucket{le=\"0.001\"} 0\n"), "{out}");
+        assert!(out.ends_with("plain_seconds_sum 0.5\nplain_seconds_count 1\n"), "{out}");
     }
 
     #[test]
