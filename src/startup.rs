@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -25,7 +24,7 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::blocking::BlockingPool;
 use crate::config::Settings;
 use crate::http::header_timer::HeaderTimer;
-use crate::http::{self, AppState, Shared};
+use crate::http::{self, App, AppState, Shared};
 use crate::lifecycle::{Lifecycle, Phase};
 use crate::operations::kinds;
 use crate::operations::{Executor, ExecutorSettings, MemoryStore, OperationStore, Registry};
@@ -34,9 +33,9 @@ use crate::telemetry::metrics;
 pub struct Application {
     listener: TcpListener,
     state: AppState,
-    router: Router,
+    app: App,
     /// `/metrics` on a port of its own, when `metrics.port` is set.
-    metrics: Option<(TcpListener, Router)>,
+    metrics: Option<(TcpListener, App)>,
 }
 
 impl Application {
@@ -57,9 +56,9 @@ impl Application {
             None => None,
         };
         let state = build_state(settings, registry);
-        let router = http::app(routes, state.clone());
+        let app = http::app(routes, state.clone());
         let metrics = metrics.map(|listener| (listener, http::metrics_app(state.clone())));
-        Ok(Self { listener, state, router, metrics })
+        Ok(Self { listener, state, app, metrics })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -83,10 +82,11 @@ impl Application {
     /// `shutdown_delay` the listener closes; in-flight requests and running operations get
     /// `shutdown_grace` to finish; whatever is left is abandoned and logged.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> std::io::Result<()> {
-        let Self { listener, state, router, metrics } = self;
-        let metrics_server = metrics.map(|(listener, router)| {
+        let Self { listener, state, app, metrics } = self;
+        let metrics_server = metrics.map(|(listener, app)| {
             tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving /metrics");
-            tokio::spawn(async move { axum::serve(listener, router).await })
+            let app = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
+            tokio::spawn(async move { axum::serve(listener, app).await })
         });
         let server = &state.settings.server;
         let mut connections = auto::Builder::new(TokioExecutor::new());
@@ -117,7 +117,7 @@ impl Application {
                 },
             };
             let _ = stream.set_nodelay(true);
-            let service = TowerToHyperService::new(router.clone());
+            let service = TowerToHyperService::new(app.clone());
             // A header read timer of its own for each connection: see `header_timer`.
             let mut connection = connections.clone();
             connection.http1().timer(HeaderTimer::new());

@@ -116,6 +116,28 @@ async fn a_panicking_handler_gets_500_and_the_server_keeps_serving() {
     assert_eq!(get(&app, "/").await.status, 200, "the next request is served");
 }
 
+/// Answers with the request context its own code sees, and the one a task it spawns sees.
+async fn context() -> String {
+    use keel::telemetry::request::RequestContext;
+    let describe = |context: Option<RequestContext>| {
+        context.map(|c| format!("{} {} {}", c.id.as_str(), c.method, c.route)).unwrap_or_default()
+    };
+    tokio::task::yield_now().await;
+    let own = describe(RequestContext::current());
+    let spawned = tokio::spawn(RequestContext::scope_current(async move { describe(RequestContext::current()) }));
+    let unscoped = tokio::spawn(async move { describe(RequestContext::current()) });
+    format!("{own} | {} | {}", spawned.await.unwrap(), unscoped.await.unwrap())
+}
+
+#[tokio::test]
+async fn a_handler_runs_in_its_request_context_and_can_carry_it_into_spawned_work() {
+    let router = axum::Router::new().route("/context/{x}", axum::routing::get(context));
+    let app = keel::http::middleware::apply(router, ["/context/{x}"], &settings());
+    let request = Request::get("/context/42").header("x-request-id", "ctx-1").body(Body::empty()).unwrap();
+    let answer = send(&app, request).await;
+    assert_eq!(answer.text(), "ctx-1 GET /context/{x} | ctx-1 GET /context/{x} | ");
+}
+
 /// Answers with whether the credentials it was given are marked sensitive, and sets a cookie.
 async fn credentials(headers: axum::http::HeaderMap) -> ([(&'static str, &'static str); 1], String) {
     let marked = |name: &str| headers.get(name).map(axum::http::HeaderValue::is_sensitive);

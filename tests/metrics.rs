@@ -5,10 +5,10 @@ mod common;
 
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Body;
 use axum::http::Request;
 use common::{get, post_json, router, send, settings_with, spawn_app};
+use keel::http::App;
 use keel::operations::Status;
 use serde_json::json;
 
@@ -19,7 +19,7 @@ fn sample(text: &str, series: &str) -> f64 {
         .map_or(0.0, |value| value.trim().parse().unwrap())
 }
 
-async fn scrape(app: &Router) -> String {
+async fn scrape(app: &App) -> String {
     let answer = get(app, "/metrics").await;
     assert_eq!(answer.status, 200);
     assert!(answer.header("content-type").unwrap().starts_with("text/plain; version=0.0.4"));
@@ -132,8 +132,8 @@ async fn a_route_answering_many_statuses_counts_each_one() {
         StatusCode::from_u16(code).unwrap()
     }
     let settings = settings_with(&[]);
-    let app =
-        keel::http::middleware::apply(Router::new().route("/answer/{code}", axum::routing::get(answer)), &settings);
+    let router = axum::Router::new().route("/answer/{code}", axum::routing::get(answer));
+    let app = keel::http::middleware::apply(router, ["/answer/{code}"], &settings);
     let metrics = keel::http::router(keel::startup::build_state(settings, keel::operations::kinds::registry()));
     let before = scrape(&metrics).await;
     let codes = [200, 201, 202, 204, 409, 418, 200, 418];
@@ -174,8 +174,8 @@ async fn concurrent_first_requests_are_counted_under_their_own_status() {
     let codes = [200_u16, 201, 202, 204, 409, 418];
     for _ in 0..20 {
         // A fresh router each round: fresh, empty slots to race for.
-        let app =
-            keel::http::middleware::apply(Router::new().route("/race/{code}", axum::routing::get(answer)), &settings);
+        let router = axum::Router::new().route("/race/{code}", axum::routing::get(answer));
+        let app = keel::http::middleware::apply(router, ["/race/{code}"], &settings);
         let requests = codes.map(|code| {
             let app = app.clone();
             tokio::spawn(async move { get(&app, &format!("/race/{code}")).await.status })
@@ -188,5 +188,40 @@ async fn concurrent_first_requests_are_counted_under_their_own_status() {
     for code in codes {
         let series = format!(r#"http_requests_total{{method="GET",route="/race/{{code}}",status="{code}"}}"#);
         assert_eq!(sample(&after, &series) - sample(&before, &series), 20.0, "status {code}");
+    }
+}
+
+/// keel labels a request by matching its path against the router's templates before the router
+/// sees it (`route_table.rs`). Every route axum serves must get its own template: a method no
+/// route accepts makes axum answer 405 from the route it matched, without running a handler.
+#[tokio::test]
+async fn every_route_is_labelled_with_its_own_template() {
+    let (app, _) = router(settings_with(&[]));
+    let document = get(&app, "/openapi.json").await.json();
+    let mut templates: Vec<String> = document["paths"].as_object().unwrap().keys().cloned().collect();
+    templates.extend(["/docs", "/docs/", "/docs/{*rest}", "/openapi.json"].map(String::from));
+    assert!(templates.len() > 10, "{templates:?}");
+    let concrete = |template: &str| {
+        let mut path = String::new();
+        for segment in template.split('/').skip(1) {
+            path.push('/');
+            path.push_str(if segment.starts_with("{*") {
+                "a/b.css"
+            } else if segment.starts_with('{') {
+                "x1"
+            } else {
+                segment
+            });
+        }
+        if path.is_empty() { "/".to_owned() } else { path }
+    };
+    for template in &templates {
+        let request = Request::builder().method("TRACE").uri(concrete(template)).body(Body::empty()).unwrap();
+        assert_eq!(send(&app, request).await.status, 405, "axum matched {template}");
+    }
+    let scraped = scrape(&app).await;
+    for template in &templates {
+        let series = format!(r#"http_requests_total{{method="TRACE",route="{template}",status="405"}}"#);
+        assert!(sample(&scraped, &series) >= 1.0, "{series} missing from:\n{scraped}");
     }
 }

@@ -5,19 +5,19 @@ mod common;
 
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Body;
 use axum::http::Request;
 use common::{Answer, get, post_json, router, send, settings, settings_with, spawn_app};
+use keel::http::App;
 use keel::http::AppState;
 use keel::operations::Status;
 use serde_json::{Value, json};
 
-async fn submit(app: &Router, body: Value) -> Answer {
+async fn submit(app: &App, body: Value) -> Answer {
     post_json(app, "/v1/operations", body).await
 }
 
-async fn submit_with(app: &Router, body: Value, headers: &[(&str, &str)]) -> Answer {
+async fn submit_with(app: &App, body: Value, headers: &[(&str, &str)]) -> Answer {
     let mut request = Request::post("/v1/operations").header("content-type", "application/json");
     for (name, value) in headers {
         request = request.header(*name, *value);
@@ -25,7 +25,7 @@ async fn submit_with(app: &Router, body: Value, headers: &[(&str, &str)]) -> Ans
     send(app, request.body(Body::from(body.to_string())).unwrap()).await
 }
 
-async fn submitted_id(app: &Router, body: Value) -> String {
+async fn submitted_id(app: &App, body: Value) -> String {
     let answer = submit(app, body).await;
     assert_eq!(answer.status, 202, "{}", answer.text());
     answer.json()["id"].as_str().unwrap().to_owned()
@@ -36,7 +36,7 @@ async fn until_status(state: &AppState, id: &str, status: Status) {
     changes.wait_for(|op| op.status == status).await.unwrap();
 }
 
-async fn total(app: &Router) -> usize {
+async fn total(app: &App) -> usize {
     get(app, "/v1/operations?page_size=1000").await.json()["operations"].as_array().unwrap().len()
 }
 

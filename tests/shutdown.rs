@@ -70,7 +70,8 @@ async fn sigterm_finishes_the_in_flight_request_and_exits_0() {
     let client = reqwest::Client::new();
     let request = tokio::spawn(client.get(format!("http://{address}/examples/sleep?ms=500")).send());
     let started = tokio::task::spawn_blocking(move || {
-        process.wait_for_log(|line| line["message"] == "request started" && line["span"]["route"] == "/examples/sleep");
+        process
+            .wait_for_log(|line| line["message"] == "request started" && line["request"]["route"] == "/examples/sleep");
         process
     });
     let mut process = started.await.unwrap();

@@ -10,12 +10,12 @@ pub mod openapi;
 pub mod routes;
 pub mod state;
 
-use axum::Router;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
+pub use middleware::App;
 pub use state::{AppState, Shared};
 
 use crate::http::error::ApiError;
@@ -37,30 +37,46 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .nest("/examples", examples::routes())
 }
 
+/// Where the docs page and the document it shows are served.
+const DOCS_PATH: &str = "/docs";
+const DOCUMENT_PATH: &str = "/openapi.json";
+
 /// The application: `routes` (plus `/metrics` unless it has a port of its own) behind keel's
 /// middleware stack, the OpenAPI document at `/openapi.json`, its docs page at `/docs`, and
 /// problem+json for unknown paths and methods.
-pub fn app(routes: OpenApiRouter<AppState>, state: AppState) -> Router {
+pub fn app(routes: OpenApiRouter<AppState>, state: AppState) -> App {
     let metrics = &state.settings.metrics;
     let routes =
         if metrics.enabled && metrics.port.is_none() { routes.routes(routes!(metrics::metrics)) } else { routes };
     let (router, api) = routes.split_for_parts();
+    // The templates requests are labelled with: every documented route, and the routes
+    // `SwaggerUi` adds for the docs page (`/docs` redirects to `/docs/`) and the document.
+    let templates: Vec<String> = api
+        .paths
+        .paths
+        .keys()
+        .cloned()
+        .chain([DOCS_PATH, "/docs/", "/docs/{*rest}", DOCUMENT_PATH].map(String::from))
+        .collect();
     let document = openapi::document(api, &state.settings, state.executor.registry());
     let router = router
-        .merge(SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", document))
+        .merge(SwaggerUi::new(DOCS_PATH).external_url_unchecked(DOCUMENT_PATH, document))
         .fallback(|| async { ApiError::NotFound("no route matches this path".to_owned()) })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
-    middleware::apply(router, &state.settings).with_state(state)
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(state.clone());
+    middleware::apply(router, templates, &state.settings)
 }
 
-/// The router for a separate metrics port: `/metrics` alone, with the same middleware.
-pub fn metrics_app(state: AppState) -> Router {
-    let (router, _) = OpenApiRouter::new().routes(routes!(metrics::metrics)).split_for_parts();
-    let router = router.fallback(|| async { ApiError::NotFound("this port serves /metrics only".to_owned()) });
-    middleware::apply(router, &state.settings).with_state(state)
+/// The application for a separate metrics port: `/metrics` alone, with the same middleware.
+pub fn metrics_app(state: AppState) -> App {
+    let (router, api) = OpenApiRouter::new().routes(routes!(metrics::metrics)).split_for_parts();
+    let router = router
+        .fallback(|| async { ApiError::NotFound("this port serves /metrics only".to_owned()) })
+        .with_state(state.clone());
+    middleware::apply(router, api.paths.paths.keys(), &state.settings)
 }
 
-/// keel's router, ready to serve.
-pub fn router(state: AppState) -> Router {
+/// keel's application, ready to serve.
+pub fn router(state: AppState) -> App {
     app(routes(), state)
 }

@@ -10,8 +10,9 @@
 //! target, the field names as keys) is escaped once per thread and copied after that. Numbers
 //! are rendered with `itoa` and `ryu`. (See the README's performance notes.)
 //!
-//! A line: `{"timestamp":"…","level":"INFO","target":"…",<event fields>,"span":{"name":"…",<span fields>}}`.
-//! `message` is an ordinary event field.
+//! A line: `{"timestamp":"…","level":"INFO","target":"…",<event fields>,"request":{…},"span":{"name":"…",<span fields>}}`.
+//! `message` is an ordinary event field; `request` (id, method, route) is there for a line
+//! logged while a request is handled (see `request.rs`), `span` for one logged inside a span.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -29,6 +30,7 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
+use super::request::RequestContext;
 use super::writer::BatchWriter;
 
 /// Writes every event as one JSON line to the log writer.
@@ -46,9 +48,8 @@ impl JsonLayer {
 /// `,"span":{"name":"…",<fields>` (the closing brace is the line's to add).
 struct SpanText(String);
 
-/// Room for a request span (name, method, route, a 36-character request id) in one
-/// allocation.
-const SPAN_TEXT_CAPACITY: usize = 160;
+/// Room for a span's name and a few short fields in one allocation.
+const SPAN_TEXT_CAPACITY: usize = 128;
 
 impl<S> Layer<S> for JsonLayer
 where
@@ -79,6 +80,11 @@ where
             push_timestamp(line);
             line.push_str(&text.level_and_target);
             event.record(&mut JsonVisitor::new(line, &text));
+            RequestContext::with_current(|request| {
+                if let Some(request) = request {
+                    push_request(line, request);
+                }
+            });
             // The event's parent: the one it names, or else the current span.
             if let Some(span) = ctx.event_span(event)
                 && let Some(SpanText(rendered)) = span.extensions().get::<SpanText>()
@@ -90,6 +96,17 @@ where
             self.out.write_line(line.as_bytes());
         });
     }
+}
+
+/// Pushes the request a line is logged for: `,"request":{"id":…,"method":…,"route":…}`.
+fn push_request(line: &mut String, request: &RequestContext) {
+    line.push_str(",\"request\":{\"id\":");
+    push_string(line, request.id.as_str());
+    line.push_str(",\"method\":");
+    push_string(line, request.method.as_str());
+    line.push_str(",\"route\":");
+    push_string(line, request.route);
+    line.push('}');
 }
 
 /// What every line or span of one callsite shares, escaped once.
@@ -510,5 +527,28 @@ mod tests {
         let logged_at = OffsetDateTime::parse(timestamp, &Rfc3339).unwrap();
         assert!((OffsetDateTime::now_utc() - logged_at).abs() < time::Duration::minutes(1), "{timestamp}");
         assert!(timestamp.len() == 27 && timestamp.ends_with('Z'), "microseconds, UTC: {timestamp}");
+    }
+
+    #[test]
+    fn a_line_logged_while_a_request_is_handled_names_the_request() {
+        use axum::http::Method;
+
+        use crate::telemetry::request::{RequestContext, RequestId};
+
+        let output = logged(|| {
+            let id = RequestId::sanitised(b"req-7").unwrap();
+            let mut request = Some(RequestContext { id, method: Method::POST, route: "/v1/operations/{id}" });
+            RequestContext::in_scope(&mut request, || {
+                let _span = tracing::info_span!("database", table = "operations").entered();
+                tracing::info!("inside");
+            });
+            tracing::info!("after");
+        });
+        let lines: Vec<Value> = output.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+        assert_eq!(lines[0]["request"]["id"], "req-7", "{output}");
+        assert_eq!(lines[0]["request"]["method"], "POST", "{output}");
+        assert_eq!(lines[0]["request"]["route"], "/v1/operations/{id}", "{output}");
+        assert_eq!(lines[0]["span"]["table"], "operations", "a handler's own span is kept: {output}");
+        assert!(lines[1].get("request").is_none(), "{output}");
     }
 }

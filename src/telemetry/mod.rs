@@ -4,6 +4,7 @@ mod histogram;
 mod json;
 mod logs;
 pub mod metrics;
+pub mod request;
 mod writer;
 
 pub use logs::{TelemetryGuard, init};

@@ -8,12 +8,12 @@ pub mod process;
 
 use std::sync::Once;
 
-use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt;
 use keel::Application;
 use keel::config::Settings;
+use keel::http::App;
 use keel::http::AppState;
 use keel::lifecycle::Phase;
 use keel::operations::Registry;
@@ -45,11 +45,11 @@ fn init_logs() {
 }
 
 /// The full application router (middleware included), ready as after start-up.
-pub fn router(settings: Settings) -> (Router, AppState) {
+pub fn router(settings: Settings) -> (App, AppState) {
     router_with(settings, keel::operations::kinds::registry(), keel::http::routes())
 }
 
-pub fn router_with(settings: Settings, registry: Registry, routes: OpenApiRouter<AppState>) -> (Router, AppState) {
+pub fn router_with(settings: Settings, registry: Registry, routes: OpenApiRouter<AppState>) -> (App, AppState) {
     let state = keel::startup::build_state(settings, registry);
     state.lifecycle.set(Phase::Ready);
     (keel::http::app(routes, state.clone()), state)
@@ -89,18 +89,18 @@ impl Answer {
 }
 
 /// Sends one request through the router in-process.
-pub async fn send(router: &Router, request: Request<Body>) -> Answer {
+pub async fn send(router: &App, request: Request<Body>) -> Answer {
     let response = router.clone().oneshot(request).await.expect("router is infallible");
     let (parts, body) = response.into_parts();
     let body = body.collect().await.expect("body reads").to_bytes();
     Answer { status: parts.status, headers: parts.headers, body }
 }
 
-pub async fn get(router: &Router, uri: &str) -> Answer {
+pub async fn get(router: &App, uri: &str) -> Answer {
     send(router, Request::get(uri).body(Body::empty()).unwrap()).await
 }
 
-pub async fn post_json(router: &Router, uri: &str, body: Value) -> Answer {
+pub async fn post_json(router: &App, uri: &str, body: Value) -> Answer {
     let request =
         Request::post(uri).header("content-type", "application/json").body(Body::from(body.to_string())).unwrap();
     send(router, request).await

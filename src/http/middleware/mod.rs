@@ -1,61 +1,92 @@
 //! The middleware stack, outermost first. The order matters and is deliberate:
 //!
 //! 1. **observe** (`observe.rs`): `Authorization`, `Cookie` and `Set-Cookie` marked sensitive
-//!    before anything could log them; the request id, so every later layer, log line and error
-//!    body can name the request; then one span, one access-log line and the metrics per request;
-//! 2. **compression**, when `server.compression` is on: outside the problem renderer, which must
-//!    see uncompressed bodies;
-//! 3. **CORS**: from configuration;
-//! 4. **guard** (`guard.rs`): the timeout (a slow handler is dropped and the client gets 503),
+//!    before anything could log them; the request id and the matched route, so every later
+//!    layer, log line and error body can name the request; then one access-log line and the
+//!    metrics per request;
+//! 2. **guard** (`guard.rs`): the timeout (a slow handler is dropped and the client gets 503),
 //!    panic isolation (500, and the server keeps serving), problem rendering (every error
 //!    below becomes `application/problem+json`) and the body limit (enforced when a handler
-//!    reads the body, so an oversized one gets 413).
+//!    reads the body, so an oversized one gets 413);
+//! 3. **CORS**, when `server.cors_allowed_origins` is set;
+//! 4. **compression**, when `server.compression` is on. Inside the problem renderer, which drops
+//!    the encoding of any body it replaces.
 //!
-//! axum applies these layers to each route separately, so every layer is paid for on every
-//! request; `observe` and `guard` are hand-written and gather several concerns each for that
-//! reason.
+//! observe and guard wrap the whole router, once: axum's `Router::layer` would wrap each route
+//! on its own and clone the wrapped route for every request (see `route_table.rs`, which is how
+//! observe knows the route outside the router). The optional layers go on with
+//! `Router::layer`, so that they cost nothing when they are off.
 
 mod guard;
 mod observe;
 mod problem;
 mod request_id;
 mod request_metrics;
+mod route_table;
+
+use std::convert::Infallible;
+use std::task::{Context, Poll};
 
 use axum::Router;
+use axum::body::{Body, Bytes, HttpBody};
+use axum::extract::Request;
 use axum::http::HeaderValue;
-use tower::ServiceBuilder;
+use axum::response::Response;
+use tower::{BoxError, Layer, Service};
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub use request_id::{REQUEST_ID_HEADER, RequestId};
+pub use route_table::UNMATCHED;
 
-use crate::config::Settings;
-use guard::GuardLayer;
-use observe::ObserveLayer;
+use crate::config::{LogFormat, Settings};
+use guard::{Guard, GuardFuture, GuardLayer};
+use observe::{Observe, ObserveFuture, ObserveLayer};
 
-/// Wraps every route (and the fallbacks) of `router` in keel's middleware stack.
-///
-/// The optional layers (compression, CORS) are off by default. When they are off the whole stack
-/// goes on in one `Router::layer`; an optional layer spliced in with `option_layer` would cost
-/// every request a branch and a larger future even when off (about 300 instructions of a
-/// `GET /` for the two). When one is on, the stack goes on in parts, one `Router::layer` each,
-/// in the same order.
-pub fn apply<S: Clone + Send + Sync + 'static>(router: Router<S>, settings: &Settings) -> Router<S> {
+/// A router behind keel's middleware: what keel serves, and what tests send requests to with
+/// `tower::ServiceExt::oneshot`. Cheap to clone.
+#[derive(Clone)]
+pub struct App(Observe<Guard<Router>>);
+
+/// Puts `router` behind keel's middleware. `templates` are its routes (axum's syntax:
+/// `/v1/operations/{id}`), which requests are labelled with in logs and metrics; a request to
+/// a path that matches none of them is labelled `<unmatched>`.
+pub fn apply<I, P>(router: Router, templates: I, settings: &Settings) -> App
+where
+    I: IntoIterator<Item = P>,
+    P: AsRef<str>,
+{
     let server = &settings.server;
-    let observe = ObserveLayer::new(settings.metrics.enabled);
-    let guard = GuardLayer::new(server.request_timeout(), server.body_limit_bytes);
-    let cors = cors(&server.cors_allowed_origins);
-    if cors.is_none() && !server.compression {
-        return router.layer(ServiceBuilder::new().layer(observe).layer(guard));
-    }
-    let mut router = router.layer(guard);
-    if let Some(cors) = cors {
-        router = router.layer(cors);
-    }
+    let mut router = router;
     if server.compression {
         router = router.layer(CompressionLayer::new());
     }
-    router.layer(observe)
+    if let Some(cors) = cors(&server.cors_allowed_origins) {
+        router = router.layer(cors);
+    }
+    let guard = GuardLayer::new(server.request_timeout(), server.body_limit_bytes);
+    let open_spans = settings.log.format == LogFormat::Pretty;
+    let observe = ObserveLayer::new(templates, settings.metrics.enabled, open_spans);
+    App(observe.layer(guard.layer(router)))
+}
+
+impl<B> Service<Request<B>> for App
+where
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = ObserveFuture<GuardFuture<<Router as Service<Request>>::Future>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        // hyper's body, boxed once as axum would box it.
+        self.0.call(request.map(Body::new))
+    }
 }
 
 fn cors(origins: &[String]) -> Option<CorsLayer> {

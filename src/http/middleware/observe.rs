@@ -1,12 +1,13 @@
 //! The outermost middleware: what each request tells operators. It marks credentials sensitive
 //! (`Authorization`, `Cookie`, `Set-Cookie`: a sensitive header value is never printed, so no
-//! log line can leak one), gives the request its id and opens its span; when the response head
-//! is ready it writes one access-log line and records the request metrics, then echoes the id
-//! on the response.
+//! log line can leak one), gives the request its id and finds its route; while the request is
+//! handled its [`RequestContext`] is current, so every line logged for it names it; when the
+//! response head is ready it writes one access-log line and records the request metrics, then
+//! echoes the id on the response.
 //!
-//! The span carries the method, the matched route (the template, never the raw path, so ids do
-//! not explode cardinality) and the request id, so every line logged while handling the request
-//! can be tied back to it. Latency is measured to the response head, not to the end of the body.
+//! The context carries the method, the matched route (the template, never the raw path, so ids
+//! do not explode cardinality) and the request id. Latency is measured to the response head,
+//! not to the end of the body.
 //!
 //! A hand-written tower service rather than `axum::middleware::from_fn`: `from_fn` boxes its
 //! future and clones the whole inner stack for every request, which the benchmark showed costing
@@ -17,29 +18,49 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, Request};
-use axum::http::Method;
+use axum::extract::Request;
+use axum::http::StatusCode;
 use axum::http::header::{self, HeaderMap, HeaderName};
 use axum::response::Response;
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 use tracing::Span;
 
-use super::request_id::{self, REQUEST_ID_HEADER, RequestId};
+use super::request_id::{self, REQUEST_ID_HEADER};
 use super::request_metrics::{InFlight, RequestMetrics, RouteMetrics};
+use super::route_table::RouteTable;
+use crate::telemetry::request::RequestContext;
 
-/// Observes every request of the routes it wraps.
+/// Observes every request of the router it wraps.
 #[derive(Clone)]
 pub struct ObserveLayer {
-    metrics: Option<Arc<RequestMetrics>>,
+    routes: Arc<RouteTable<ObservedRoute>>,
+    open_spans: bool,
+}
+
+/// A route as the middleware sees it: its template, and its metrics unless they are off.
+struct ObservedRoute {
+    template: &'static str,
+    metrics: Option<Arc<RouteMetrics>>,
 }
 
 impl ObserveLayer {
-    /// `record_metrics`: whether requests are counted (off when `metrics.enabled` is false).
-    pub fn new(record_metrics: bool) -> Self {
-        Self { metrics: record_metrics.then(|| Arc::new(RequestMetrics::new())) }
+    /// `templates`: the router's routes, to label requests with (see `route_table`);
+    /// `record_metrics`: whether requests are counted (off when `metrics.enabled` is false);
+    /// `open_spans`: whether each request also gets a tracing span (see [`request_span`]).
+    pub fn new<I, P>(templates: I, record_metrics: bool, open_spans: bool) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: AsRef<str>,
+    {
+        let shared = record_metrics.then(|| Arc::new(RequestMetrics::new()));
+        let routes = RouteTable::new(templates, |template| ObservedRoute {
+            template,
+            metrics: shared.as_ref().map(|shared| Arc::new(RouteMetrics::new(Arc::clone(shared), template))),
+        });
+        Self { routes: Arc::new(routes), open_spans }
     }
 }
 
@@ -47,15 +68,15 @@ impl<S> Layer<S> for ObserveLayer {
     type Service = Observe<S>;
 
     fn layer(&self, inner: S) -> Observe<S> {
-        // axum calls `layer` once per route, so each route gets metrics of its own.
-        Observe { inner, metrics: self.metrics.as_ref().map(|shared| Arc::new(RouteMetrics::new(Arc::clone(shared)))) }
+        Observe { inner, routes: Arc::clone(&self.routes), open_spans: self.open_spans }
     }
 }
 
 #[derive(Clone)]
 pub struct Observe<S> {
     inner: S,
-    metrics: Option<Arc<RouteMetrics>>,
+    routes: Arc<RouteTable<ObservedRoute>>,
+    open_spans: bool,
 }
 
 impl<S, B> Service<Request> for Observe<S>
@@ -74,26 +95,33 @@ where
         let started = Instant::now();
         mark_sensitive(request.headers_mut());
         let id = request_id::assign(&mut request);
-        let method = request.method().clone();
-        let route = route_label(request.extensions().get::<MatchedPath>());
-        let span = tracing::info_span!("request", method = method.as_str(), route, request_id = id.as_str());
-        let in_flight = self.metrics.as_ref().map(|metrics| metrics.enter(route));
-        tracing::debug!(parent: &span, "request started");
-        // Not called inside the span: an axum service only builds its future here, and what a
-        // handler logs happens when that future is polled, inside the span. Entering a span
-        // costs a little on every request.
-        let inner = self.inner.call(request);
-        ObserveFuture { inner, span, observation: Observation { id, method, started, in_flight } }
+        let route = self.routes.find(request.uri().path());
+        let in_flight = route.metrics.as_ref().map(RouteMetrics::enter);
+        let context = RequestContext { id, method: request.method().clone(), route: route.template };
+        let span = if self.open_spans { request_span(&context) } else { Span::none() };
+        let mut context = Some(context);
+        let inner = RequestContext::in_scope(&mut context, || {
+            let _entered = span.enter();
+            tracing::debug!("request started");
+            // What a handler logs while its future is built, it logs in the request's context.
+            self.inner.call(request)
+        });
+        ObserveFuture { inner, context, span, started, in_flight }
     }
 }
 
 pin_project! {
-    /// The response future of [`Observe`]: the inner future, polled inside the request's span.
+    /// The response future of [`Observe`]: the inner future, polled in the request's context.
     pub struct ObserveFuture<F> {
         #[pin]
         inner: F,
+        // Always `Some` outside a poll.
+        context: Option<RequestContext>,
         span: Span,
-        observation: Observation,
+        started: Instant,
+        // `None` when metrics are off. Dropped with the future, so a request whose client went
+        // away is counted out too.
+        in_flight: Option<InFlight>,
     }
 }
 
@@ -106,41 +134,45 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let _entered = this.span.enter();
-        let mut response = ready!(this.inner.poll(cx))?;
-        this.observation.finish(this.span, &response);
+        let inner = this.inner;
+        let mut response = ready!(RequestContext::in_scope(this.context, || inner.poll(cx)))?;
+        let elapsed = this.started.elapsed();
+        let status = response.status();
+        RequestContext::in_scope(this.context, || log_finished(status, elapsed));
+        if let Some(context) = this.context {
+            if let Some(in_flight) = this.in_flight.take() {
+                in_flight.finish(&context.method, status, elapsed);
+            }
+            response.headers_mut().insert(REQUEST_ID_HEADER, context.id.header_value());
+        }
         mark_sensitive(response.headers_mut());
-        response.headers_mut().insert(REQUEST_ID_HEADER, this.observation.id.header_value());
         Poll::Ready(Ok(response))
     }
 }
 
-/// What is known of a request while it is handled.
-struct Observation {
-    id: RequestId,
-    method: Method,
-    started: Instant,
-    /// `None` when metrics are off, and once the request is recorded.
-    in_flight: Option<InFlight>,
+/// The request's span, for the human log format: its fields lead each of the request's lines,
+/// as people reading a terminal expect (`request{method=GET route=/ request_id=…}: …`). The
+/// JSON format names the request from its context instead, which costs a fraction of a span
+/// (see `telemetry::request`), so in production no span is opened.
+fn request_span(context: &RequestContext) -> Span {
+    tracing::info_span!(
+        "request",
+        method = context.method.as_str(),
+        route = context.route,
+        request_id = context.id.as_str()
+    )
 }
 
-impl Observation {
-    /// Writes the access-log line and records the metrics. The line names `span` as its parent:
-    /// it is the current span too, but naming it spares a look-up.
-    fn finish<B>(&mut self, span: &Span, response: &Response<B>) {
-        let elapsed = self.started.elapsed();
-        let status = response.status();
-        // Whole microseconds: `0.052` rather than `0.052123000000000004`, and quicker to render.
-        let latency_ms = elapsed.as_micros() as u64 as f64 / 1000.0;
-        // `message` as a plain string rather than a format string: the same line, rendered
-        // without the formatting machinery.
-        if status.is_server_error() {
-            tracing::warn!(parent: span, status = status.as_u16(), latency_ms, message = "request finished");
-        } else {
-            tracing::info!(parent: span, status = status.as_u16(), latency_ms, message = "request finished");
-        }
-        if let Some(in_flight) = self.in_flight.take() {
-            in_flight.finish(&self.method, status, elapsed);
-        }
+/// The access-log line, written in the request's context.
+fn log_finished(status: StatusCode, elapsed: Duration) {
+    // Whole microseconds: `0.052` rather than `0.052123000000000004`, and quicker to render.
+    let latency_ms = elapsed.as_micros() as u64 as f64 / 1000.0;
+    // `message` as a plain string rather than a format string: the same line, rendered without
+    // the formatting machinery.
+    if status.is_server_error() {
+        tracing::warn!(status = status.as_u16(), latency_ms, message = "request finished");
+    } else {
+        tracing::info!(status = status.as_u16(), latency_ms, message = "request finished");
     }
 }
 
@@ -155,10 +187,4 @@ fn mark_sensitive(headers: &mut HeaderMap) {
             value.set_sensitive(true);
         }
     }
-}
-
-/// The matched route's template; the span and the metrics copy it rather than keep the
-/// `MatchedPath`, whose reference count every worker would touch on every request.
-fn route_label(route: Option<&MatchedPath>) -> &str {
-    route.map_or("<unmatched>", MatchedPath::as_str)
 }

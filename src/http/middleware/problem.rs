@@ -33,7 +33,9 @@ fn write(response: Response, problem: Problem) -> Response {
     let (mut parts, _) = response.into_parts();
     let body = serde_json::to_vec(&problem).unwrap_or_else(|_| b"{}".to_vec());
     parts.status = problem.status_code();
+    // The headers that described the old body: its length, and the encoding compression gave it.
     parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.remove(header::CONTENT_ENCODING);
     parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     if let Some(secs) = problem.retry_after_secs {
         parts.headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));

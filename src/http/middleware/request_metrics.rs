@@ -40,7 +40,14 @@ impl RequestMetrics {
 
     /// Records one answered request: through the route's own recent series when one matches,
     /// else through the shared table, remembering the series in a free slot.
-    fn record(&self, recent: &RouteSeries, method: &Method, route: &str, status: StatusCode, elapsed: Duration) {
+    fn record(
+        &self,
+        recent: &RouteSeries,
+        method: &Method,
+        route: &'static str,
+        status: StatusCode,
+        elapsed: Duration,
+    ) {
         let method = method_label(method);
         for slot in &recent.slots {
             // An empty slot takes this series, unless another thread fills it first with its
@@ -55,7 +62,7 @@ impl RequestMetrics {
     }
 
     /// The handles for one route, method and status, from the shared table.
-    fn series(&self, method: &'static str, route: &str, status: StatusCode) -> Series {
+    fn series(&self, method: &'static str, route: &'static str, status: StatusCode) -> Series {
         {
             let routes = self.routes.read().unwrap_or_else(PoisonError::into_inner);
             if let Some(series) = find(&routes, route, method)
@@ -69,7 +76,7 @@ impl RequestMetrics {
 
     /// The slow path, once per new series: registers what is missing.
     #[cold]
-    fn register(&self, method: &'static str, route: &str, status: StatusCode) -> Series {
+    fn register(&self, method: &'static str, route: &'static str, status: StatusCode) -> Series {
         let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);
         let by_method = routes.entry(route.into()).or_default();
         let index = match by_method.iter().position(|series| series.method == method) {
@@ -98,7 +105,7 @@ impl RequestMetrics {
 
 /// The handles for one route, method and status.
 struct Series {
-    route: Box<str>,
+    route: &'static str,
     method: &'static str,
     status: StatusCode,
     requests: Counter,
@@ -106,12 +113,18 @@ struct Series {
 }
 
 impl Series {
-    fn new(method: &'static str, route: &str, status: StatusCode, requests: &Counter, duration: &Histogram) -> Self {
-        Self { route: route.into(), method, status, requests: requests.clone(), duration: duration.clone() }
+    fn new(
+        method: &'static str,
+        route: &'static str,
+        status: StatusCode,
+        requests: &Counter,
+        duration: &Histogram,
+    ) -> Self {
+        Self { route, method, status, requests: requests.clone(), duration: duration.clone() }
     }
 
     fn is(&self, method: &str, route: &str, status: StatusCode) -> bool {
-        self.method == method && self.status == status && *self.route == *route
+        self.method == method && self.status == status && self.route == route
     }
 
     fn record(&self, elapsed: Duration) {
@@ -148,46 +161,36 @@ fn method_label(method: &Method) -> &'static str {
 }
 
 /// One route's view of the request metrics: the shared table, the series the route used last,
-/// and the route's template, kept from its first request so that a request need not carry it.
-/// Made once per route (see `observe.rs`).
+/// and the route's template. Made once per route, with the route table (see `observe.rs`).
 pub struct RouteMetrics {
     shared: Arc<RequestMetrics>,
     recent: RouteSeries,
-    route: OnceLock<Box<str>>,
+    route: &'static str,
 }
 
 impl RouteMetrics {
-    pub fn new(shared: Arc<RequestMetrics>) -> Self {
-        Self { shared, recent: RouteSeries::default(), route: OnceLock::new() }
+    pub fn new(shared: Arc<RequestMetrics>, route: &'static str) -> Self {
+        Self { shared, recent: RouteSeries::default(), route }
     }
 
-    /// Counts a request to `route` in flight until the returned guard is dropped, so a request
-    /// whose client went away (its future dropped mid-way) is counted out too.
-    pub fn enter(self: &Arc<Self>, route: &str) -> InFlight {
+    /// Counts a request to this route in flight until the returned guard is dropped, so a
+    /// request whose client went away (its future dropped mid-way) is counted out too.
+    pub fn enter(self: &Arc<Self>) -> InFlight {
         self.shared.in_flight.increment(1.0);
-        // A route's requests all match its one template; a request that matched another (not
-        // expected from axum) carries its own copy.
-        let own = self.route.get_or_init(|| route.into());
-        let other_route = (**own != *route).then(|| route.into());
-        InFlight { metrics: Arc::clone(self), other_route }
+        InFlight { metrics: Arc::clone(self) }
     }
 }
 
 /// A request counted in flight; counted out when dropped.
 pub struct InFlight {
     metrics: Arc<RouteMetrics>,
-    other_route: Option<Box<str>>,
 }
 
 impl InFlight {
     /// Counts the request out and records how it was answered.
     pub fn finish(self, method: &Method, status: StatusCode, elapsed: Duration) {
         let metrics = &self.metrics;
-        let route = match (&self.other_route, metrics.route.get()) {
-            (Some(route), _) | (None, Some(route)) => route,
-            (None, None) => "",
-        };
-        metrics.shared.record(&metrics.recent, method, route, status, elapsed);
+        metrics.shared.record(&metrics.recent, method, metrics.route, status, elapsed);
     }
 }
 
