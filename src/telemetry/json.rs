@@ -98,13 +98,16 @@ where
     }
 }
 
-/// Pushes the request a line is logged for: `,"request":{"id":…,"method":…,"route":…}`.
+/// Pushes the request a line is logged for: `,"request":{"id":…,"method":…,"route":…}`. The
+/// id and the method go in as they are: a [`RequestId`](super::request::RequestId) holds only
+/// `A-Z a-z 0-9 - _ . :`, and a method only HTTP token characters, neither of which JSON
+/// escapes. The route is a template from the code, escaped like any string.
 fn push_request(line: &mut String, request: &RequestContext) {
-    line.push_str(",\"request\":{\"id\":");
-    push_string(line, request.id.as_str());
-    line.push_str(",\"method\":");
-    push_string(line, request.method.as_str());
-    line.push_str(",\"route\":");
+    line.push_str(",\"request\":{\"id\":\"");
+    line.push_str(request.id.as_str());
+    line.push_str("\",\"method\":\"");
+    line.push_str(request.method.as_str());
+    line.push_str("\",\"route\":");
     push_string(line, request.route);
     line.push('}');
 }

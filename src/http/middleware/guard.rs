@@ -30,7 +30,6 @@ use tokio::time::Sleep;
 use tower::{Layer, Service};
 
 use super::problem;
-use super::request_id::RequestId;
 use crate::blocking::panic_message;
 use crate::http::error::ApiError;
 
@@ -79,13 +78,13 @@ where
         if !request.body().is_end_stream() {
             self.body_limit.apply(&mut request);
         }
-        let request_id = request.extensions().get::<RequestId>().cloned();
         // A service may panic while building its future, not only while it is polled.
         let handling = match catch_unwind(AssertUnwindSafe(|| self.inner.call(request))) {
             Ok(future) => Handling::Running { future, timeout: self.timeout, timer: None },
-            Err(payload) => Handling::Panicked { response: Some(panicked(payload.as_ref())) },
+            // Rendered, and so logged, when polled: in the request's context.
+            Err(payload) => Handling::Panicked { message: Some(panic_message(payload.as_ref())) },
         };
-        GuardFuture { handling, request_id }
+        GuardFuture { handling }
     }
 }
 
@@ -94,7 +93,6 @@ pin_project! {
     pub struct GuardFuture<F> {
         #[pin]
         handling: Handling<F>,
-        request_id: Option<RequestId>,
     }
 }
 
@@ -109,7 +107,7 @@ pin_project! {
             timer: Option<Sleep>,
         },
         Panicked {
-            response: Option<Response>,
+            message: Option<String>,
         },
     }
 }
@@ -123,9 +121,10 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let response = match this.handling.project() {
-            HandlingProjection::Panicked { response } => response
-                .take()
-                .unwrap_or_else(|| ApiError::Internal("polled after completion".to_owned()).into_response()),
+            HandlingProjection::Panicked { message } => match message.take() {
+                Some(message) => panicked_with(&message),
+                None => ApiError::Internal("polled after completion".to_owned()).into_response(),
+            },
             HandlingProjection::Running { future, timeout, mut timer } => {
                 match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
                     Ok(Poll::Ready(result)) => result?,
@@ -142,10 +141,15 @@ where
                 }
             }
         };
-        Poll::Ready(Ok(problem::render(response, this.request_id.as_ref())))
+        // Polled in the request's context, which gives the problem its request id.
+        Poll::Ready(Ok(problem::render(response)))
     }
 }
 
 fn panicked(payload: &(dyn std::any::Any + Send)) -> Response {
-    ApiError::Internal(format!("handler panicked: {}", panic_message(payload))).into_response()
+    panicked_with(&panic_message(payload))
+}
+
+fn panicked_with(message: &str) -> Response {
+    ApiError::Internal(format!("handler panicked: {message}")).into_response()
 }

@@ -94,18 +94,19 @@ where
     fn call(&mut self, mut request: Request) -> Self::Future {
         let started = Instant::now();
         mark_sensitive(request.headers_mut());
-        let id = request_id::assign(&mut request);
+        let id = request_id::assign(&request);
         let route = self.routes.find(request.uri().path());
         let in_flight = route.metrics.as_ref().map(RouteMetrics::enter);
         let context = RequestContext { id, method: request.method().clone(), route: route.template };
         let span = if self.open_spans { request_span(&context) } else { Span::none() };
         let mut context = Some(context);
-        let inner = RequestContext::in_scope(&mut context, || {
+        if tracing::enabled!(tracing::Level::DEBUG) {
             let _entered = span.enter();
-            tracing::debug!("request started");
-            // What a handler logs while its future is built, it logs in the request's context.
-            self.inner.call(request)
-        });
+            RequestContext::in_scope(&mut context, || tracing::debug!("request started"));
+        }
+        // Builds the handler's future; its code runs when the future is polled, in the request's
+        // context (a panic here is turned into a response, and logged, when guard is polled).
+        let inner = self.inner.call(request);
         ObserveFuture { inner, context, span, started, in_flight }
     }
 }
@@ -134,14 +135,19 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let _entered = this.span.enter();
-        let inner = this.inner;
-        let mut response = ready!(RequestContext::in_scope(this.context, || inner.poll(cx)))?;
-        let elapsed = this.started.elapsed();
-        let status = response.status();
-        RequestContext::in_scope(this.context, || log_finished(status, elapsed));
+        let (inner, started) = (this.inner, *this.started);
+        // One scope for the handler's poll and the access line: a scope costs a little on
+        // every poll.
+        let response = RequestContext::in_scope(this.context, || {
+            let response = ready!(inner.poll(cx))?;
+            let elapsed = started.elapsed();
+            log_finished(response.status(), elapsed);
+            Poll::Ready(Ok((response, elapsed)))
+        });
+        let (mut response, elapsed) = ready!(response)?;
         if let Some(context) = this.context {
             if let Some(in_flight) = this.in_flight.take() {
-                in_flight.finish(&context.method, status, elapsed);
+                in_flight.finish(&context.method, response.status(), elapsed);
             }
             response.headers_mut().insert(REQUEST_ID_HEADER, context.id.header_value());
         }

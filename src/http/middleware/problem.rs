@@ -9,18 +9,19 @@ use axum::body::Body;
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
 
-use super::request_id::RequestId;
 use crate::http::error::{PROBLEM_JSON, Problem};
+use crate::telemetry::request::RequestContext;
 
-/// Writes out the problem attached to `response`, or one for an unrendered error status;
-/// passes anything else through untouched.
-pub fn render(mut response: Response, request_id: Option<&RequestId>) -> Response {
+/// Writes out the problem attached to `response`, or one for an unrendered error status, with
+/// the current request's id; passes anything else through untouched.
+pub fn render(mut response: Response) -> Response {
     let problem = match response.extensions_mut().remove::<Problem>() {
         Some(problem) => problem,
         None if is_unrendered_error(&response) => Problem::for_status(response.status()),
         None => return response,
     };
-    write(response, Problem { request_id: request_id.map(|id| id.as_str().to_owned()), ..problem })
+    let request_id = RequestContext::with_current(|request| request.map(|request| request.id.as_str().to_owned()));
+    write(response, Problem { request_id, ..problem })
 }
 
 fn is_unrendered_error(response: &Response) -> bool {
