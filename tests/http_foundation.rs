@@ -225,6 +225,26 @@ async fn responses_are_compressed_when_asked_and_configured() {
     assert_eq!(answer.header("vary"), Some("accept-encoding"));
 }
 
+/// An error compression has already encoded (axum's own `Json` rejection, plain text) is
+/// replaced by a problem, which must not keep the old body's encoding.
+#[tokio::test]
+async fn problems_stay_readable_with_compression_on() {
+    async fn raw(axum::Json(value): axum::Json<serde_json::Value>) -> String {
+        value.to_string()
+    }
+    let settings = settings_with(&[("APP_SERVER__COMPRESSION", "true")]);
+    let app =
+        keel::http::middleware::apply(axum::Router::new().route("/raw", axum::routing::post(raw)), ["/raw"], &settings);
+    let request = Request::post("/raw")
+        .header("content-type", "application/json")
+        .header("accept-encoding", "gzip")
+        .body(Body::from("{\"broken\": "))
+        .unwrap();
+    let answer = send(&app, request).await;
+    assert_eq!(answer.header("content-encoding"), None, "the problem body is plain JSON");
+    answer.problem(400, "http-error");
+}
+
 #[tokio::test]
 async fn cors_follows_configuration() {
     let request = || Request::get("/").header("origin", "https://app.example").body(Body::empty()).unwrap();
