@@ -29,8 +29,8 @@ use pin_project_lite::pin_project;
 const MAX_ID_LENGTH: usize = 64;
 
 /// A request's id: the client's `x-request-id` when it sent a sane one, a fresh UUID otherwise.
-/// Held as a header value, so that cloning it shares one buffer: the context, the request's
-/// extension, the response header and an error body all use the same bytes.
+/// Held as a header value, so that cloning it shares one buffer: the context and the response
+/// header use the same bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestId(HeaderValue);
 
@@ -53,7 +53,7 @@ impl RequestId {
         let mut id = [0; uuid::fmt::Hyphenated::LENGTH];
         uuid::Uuid::new_v4().hyphenated().encode_lower(&mut id);
         // Owned bytes rather than a copied `Vec`: cloning a `Bytes` made from a `Vec` allocates
-        // the first time, and the id is cloned into the extension and the response.
+        // the first time, and the id is cloned into the response header.
         Self(
             HeaderValue::from_maybe_shared(Bytes::from_owner(id))
                 .unwrap_or_else(|_| HeaderValue::from_static("unavailable")),
