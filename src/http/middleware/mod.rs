@@ -37,7 +37,6 @@ use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub use request_id::{REQUEST_ID_HEADER, RequestId};
-pub use route_table::UNMATCHED;
 
 use crate::config::{LogFormat, Settings};
 use guard::{Guard, GuardFuture, GuardLayer};
@@ -51,13 +50,12 @@ pub struct App(Observe<Guard<Router>>);
 /// Puts `router` behind keel's middleware. `templates` are its routes (axum's syntax:
 /// `/v1/operations/{id}`), which requests are labelled with in logs and metrics; a request to
 /// a path that matches none of them is labelled `<unmatched>`.
-pub fn apply<I, P>(router: Router, templates: I, settings: &Settings) -> App
+pub fn apply<I, P>(mut router: Router, templates: I, settings: &Settings) -> App
 where
     I: IntoIterator<Item = P>,
     P: AsRef<str>,
 {
     let server = &settings.server;
-    let mut router = router;
     if server.compression {
         router = router.layer(CompressionLayer::new());
     }
