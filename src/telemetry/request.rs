@@ -90,12 +90,14 @@ impl RequestContext {
     }
 
     /// Runs `read` with the current context; what the log formats use for each line.
-    pub fn with_current<R>(read: impl FnOnce(Option<&Self>) -> R) -> R {
-        // A line logged while the context is being swapped (never expected) gets none.
-        CURRENT.with(|current| match current.try_borrow() {
-            Ok(current) => read(current.as_ref()),
-            Err(_) => read(None),
-        })
+    pub fn with_current<R>(mut read: impl FnMut(Option<&Self>) -> R) -> R {
+        // Logging must never panic: a line logged while the context is being swapped (never
+        // expected), or by a thread-local destructor that runs after this one's, gets none.
+        CURRENT
+            .try_with(|current| current.try_borrow().ok().map(|current| read(current.as_ref())))
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| read(None))
     }
 
     /// Makes `context` current while `run` runs, and takes it back afterwards, whether `run`
