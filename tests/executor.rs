@@ -88,6 +88,7 @@ fn limits(max_running: usize, queue_capacity: usize) -> ExecutorSettings {
         queue_capacity,
         max_timeout: Duration::from_secs(3600),
         retention: Duration::from_secs(3600),
+        idempotency_key_ttl: Duration::from_secs(86_400),
         cancel_grace: Duration::from_secs(2),
         lease_ttl: Duration::from_secs(30),
         sweep_interval: Duration::from_secs(1),
@@ -338,9 +339,33 @@ async fn an_idempotent_retry_starts_nothing_new() {
     let first = executor.submit(keyed(json!({ "ms": 1 }))).await.unwrap();
     let retry = executor.submit(keyed(json!({ "ms": 1 }))).await.unwrap();
     assert!(matches!(retry, Created::Existing(ref op) if op.id == first.operation().id));
-    assert!(matches!(executor.submit(keyed(json!({ "ms": 2 }))).await, Err(OperationsError::IdempotencyConflict)));
+    assert!(matches!(executor.submit(keyed(json!({ "ms": 2 }))).await, Err(OperationsError::IdempotencyKeyMismatch)));
     finished(&executor, &first.operation().id).await;
     assert_eq!(stats.runs.lock().unwrap().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn idempotency_keys_outlive_retention_and_expire_on_their_own() {
+    let mut settings = limits(1, 10);
+    settings.retention = Duration::from_nanos(1);
+    let (executor, stats) = start(settings);
+    let keyed = || Submission { idempotency_key: Some("order-43".into()), ..submission("probe", json!({ "ms": 1 })) };
+    let first = executor.submit(keyed()).await.unwrap().into_operation();
+    finished(&executor, &first.id).await;
+    tokio::time::sleep(Duration::from_secs(2)).await; // two sweeps: the operation is purged
+    assert!(matches!(executor.get(&first.id).await, Err(OperationsError::NotFound)));
+    match executor.submit(keyed()).await {
+        Err(OperationsError::IdempotencyKeySpent { operation_id, .. }) => assert_eq!(operation_id, first.id),
+        other => panic!("the key must outlive its operation: {other:?}"),
+    }
+    assert_eq!(stats.runs.lock().unwrap().len(), 1, "the retry ran nothing");
+
+    let mut settings = limits(1, 10);
+    settings.idempotency_key_ttl = Duration::from_nanos(1);
+    let (executor, _) = start(settings);
+    let first = executor.submit(keyed()).await.unwrap().into_operation();
+    let later = executor.submit(keyed()).await.unwrap();
+    assert!(matches!(&later, Created::New(op) if op.id != first.id), "an expired key submits anew");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

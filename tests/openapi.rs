@@ -103,10 +103,15 @@ fn visit(dir: &Path, check: &mut impl FnMut(&Path, &str)) {
 async fn errors_are_documented_as_problem_json_with_examples() {
     let doc = document().await;
     let submit = &doc["paths"]["/v1/operations"]["post"]["responses"];
-    for status in ["400", "409", "413", "415", "422", "503"] {
+    for status in ["400", "410", "413", "415", "422", "503"] {
         assert!(submit[status]["content"]["application/problem+json"].is_object(), "{status}: {}", submit[status]);
     }
     assert!(submit["202"]["headers"]["Operation-Location"].is_object());
+    assert!(submit["409"].is_null(), "creation is atomic: a key is never answered with 409");
+    let paths = &doc["paths"];
+    assert!(paths["/v1/operations/{id}"]["get"]["responses"]["200"]["headers"]["Retry-After"].is_object());
+    let cancel = &paths["/v1/operations/{id}/cancel"]["post"]["responses"];
+    assert!(cancel["200"].is_object() && cancel["202"].is_null(), "cancel answers 200: {cancel}");
     let schemas = &doc["components"]["schemas"];
     assert!(schemas["Problem"]["example"].is_object());
     assert!(schemas["Operation"]["example"].is_object());

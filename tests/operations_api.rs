@@ -104,8 +104,69 @@ async fn the_same_idempotency_key_and_body_return_the_same_operation() {
     assert_eq!(retry.status, 202);
     assert_eq!(first.json()["id"], retry.json()["id"]);
     let other = json!({ "kind": "sleep", "input": { "ms": 11 } });
-    submit_with(&app, other, &[("idempotency-key", "order-7")]).await.problem(409, "idempotency-key-reused");
+    // The IETF Idempotency-Key draft: another payload under a used key is a 422.
+    submit_with(&app, other, &[("idempotency-key", "order-7")]).await.problem(422, "idempotency-key-reused");
     assert_eq!(total(&app).await, 1);
+}
+
+#[tokio::test]
+async fn a_key_outlives_its_deleted_operation_and_never_runs_the_request_twice() {
+    let (app, _) = router(settings());
+    let body = json!({ "kind": "sleep", "input": { "ms": 1 } });
+    let id = submit_with(&app, body.clone(), &[("idempotency-key", "order-8")]).await.json()["id"].clone();
+    let id = id.as_str().unwrap();
+    get(&app, &format!("/v1/operations/{id}/wait?timeout_ms=1000")).await;
+    let delete = Request::delete(format!("/v1/operations/{id}")).body(Body::empty()).unwrap();
+    assert_eq!(send(&app, delete).await.status, 204);
+    let gone = submit_with(&app, body, &[("idempotency-key", "order-8")]).await.problem(410, "operation-gone");
+    assert!(gone["detail"].as_str().unwrap().contains(id), "names the operation the key created: {gone}");
+    let other = json!({ "kind": "sleep", "input": { "ms": 2 } });
+    submit_with(&app, other, &[("idempotency-key", "order-8")]).await.problem(422, "idempotency-key-reused");
+    assert_eq!(total(&app).await, 0, "nothing was created again");
+}
+
+#[tokio::test]
+async fn an_expired_key_submits_anew() {
+    let (app, _) = router(settings_with(&[("APP_OPERATIONS__IDEMPOTENCY_KEY_TTL_MS", "1")]));
+    let body = json!({ "kind": "sleep", "input": { "ms": 1 } });
+    let first = submit_with(&app, body.clone(), &[("idempotency-key", "order-9")]).await;
+    // The key expires a millisecond after the submission's `created_at`; wait until that instant
+    // has passed on the wall clock, which is the clock keys expire by.
+    let created = first.json()["created_at"].as_str().unwrap().to_owned();
+    let created = time::OffsetDateTime::parse(&created, &time::format_description::well_known::Rfc3339).unwrap();
+    let expired = created + Duration::from_millis(2);
+    while time::OffsetDateTime::now_utc() < expired {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let second = submit_with(&app, body, &[("idempotency-key", "order-9")]).await;
+    assert_eq!((first.status.as_u16(), second.status.as_u16()), (202, 202));
+    assert_ne!(first.json()["id"], second.json()["id"]);
+}
+
+#[tokio::test]
+async fn the_key_expiry_is_published_in_the_document() {
+    let (app, _) = router(settings_with(&[("APP_OPERATIONS__IDEMPOTENCY_KEY_TTL_MS", "7200000")]));
+    let doc = get(&app, "/openapi.json").await.json();
+    let parameters = doc["paths"]["/v1/operations"]["post"]["parameters"].as_array().unwrap().clone();
+    let key = parameters.iter().find(|p| p["name"] == "Idempotency-Key").unwrap();
+    assert!(key["description"].as_str().unwrap().contains("keeps keys for 7200 seconds"), "{key}");
+}
+
+#[tokio::test]
+async fn a_poll_of_an_unfinished_operation_says_when_to_poll_again() {
+    let (app, state) = router(settings());
+    let id = submitted_id(&app, json!({ "kind": "sleep", "input": { "ms": 60_000 } })).await;
+    let running = get(&app, &format!("/v1/operations/{id}")).await;
+    assert_eq!(running.status, 200);
+    assert_eq!(running.header("retry-after"), Some("1"));
+    let pending = get(&app, &format!("/v1/operations/{id}/wait?timeout_ms=10")).await;
+    assert_eq!(pending.header("retry-after"), Some("1"));
+    state.executor.cancel(&id).await.unwrap();
+    let done = get(&app, &format!("/v1/operations/{id}")).await;
+    assert_eq!(done.json()["done"], true);
+    assert_eq!(done.header("retry-after"), None, "nothing to poll for once done");
+    let waited = get(&app, &format!("/v1/operations/{id}/wait?timeout_ms=10")).await;
+    assert_eq!(waited.header("retry-after"), None);
 }
 
 #[tokio::test]
@@ -229,7 +290,7 @@ async fn cancel_ends_an_operation_and_refuses_a_finished_one() {
     let id = submitted_id(&app, json!({ "kind": "sleep", "input": { "ms": 60_000, "steps": 10 } })).await;
     until_status(&state, &id, Status::Running).await;
     let cancel = post_json(&app, &format!("/v1/operations/{id}/cancel"), json!({})).await;
-    assert_eq!(cancel.status, 202);
+    assert_eq!(cancel.status, 200, "the cancel has taken effect: nothing left to accept");
     let op = cancel.json();
     assert_eq!((op["status"].as_str(), op["done"].as_bool()), (Some("cancelled"), Some(true)));
     assert_eq!(op["error"]["type"], "cancelled");

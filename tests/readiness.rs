@@ -58,6 +58,9 @@ impl OperationStore for Flaky {
     async fn purge_finished(&self, cutoff: OffsetDateTime) -> Result<usize, StoreError> {
         self.inner.purge_finished(cutoff).await
     }
+    async fn purge_expired_keys(&self, now: OffsetDateTime) -> Result<usize, StoreError> {
+        self.inner.purge_expired_keys(now).await
+    }
     async fn watch(&self, id: &str) -> Result<Option<watch::Receiver<Operation>>, StoreError> {
         self.inner.watch(id).await
     }

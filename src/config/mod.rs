@@ -85,6 +85,7 @@ pub struct OperationSettings {
     pub queue_capacity: usize,
     pub max_timeout_ms: u64,
     pub retention_ms: u64,
+    pub idempotency_key_ttl_ms: u64,
     pub max_wait_ms: u64,
     pub cancel_grace_ms: u64,
 }
@@ -166,6 +167,7 @@ impl Settings {
         positive("operations.max_running", o.max_running as u64)?;
         positive("operations.max_timeout_ms", o.max_timeout_ms)?;
         positive("operations.retention_ms", o.retention_ms)?;
+        positive("operations.idempotency_key_ttl_ms", o.idempotency_key_ttl_ms)?;
         if s.host.parse::<std::net::IpAddr>().is_err() && s.host != "localhost" {
             return Err(ConfigError::invalid("server.host", format!("is {:?}, not an IP address", s.host)));
         }

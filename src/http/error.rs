@@ -33,6 +33,11 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("conflict: {0}")]
     Conflict(&'static str, String),
+    /// The request repeats an `Idempotency-Key` with another body (422, as the IETF draft asks).
+    #[error("idempotency key reused with another request")]
+    IdempotencyKeyReused,
+    #[error("gone: {1}")]
+    Gone(&'static str, String),
     #[error("request timed out")]
     Timeout,
     #[error("unavailable: {detail}")]
@@ -66,6 +71,13 @@ impl ApiError {
             Self::Conflict(kind, detail) => {
                 Problem::new(StatusCode::CONFLICT, *kind, "Conflict with the current state").detail(detail)
             }
+            Self::IdempotencyKeyReused => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "The Idempotency-Key was used with another request",
+            )
+            .detail("this Idempotency-Key was used with a different request body; use a new key for a new request"),
+            Self::Gone(kind, detail) => Problem::new(StatusCode::GONE, *kind, "Gone").detail(detail),
             Self::Timeout => {
                 Problem::new(StatusCode::SERVICE_UNAVAILABLE, "request-timeout", "The server did not answer in time")
                     .detail("the request took longer than the configured request timeout and was abandoned")
@@ -88,6 +100,10 @@ impl IntoResponse for ApiError {
         }
         self.problem().into_response()
     }
+}
+
+fn rfc3339(at: time::OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| at.to_string())
 }
 
 /// RFC 9457 problem details. `type` is a stable slug (a relative URI reference) that clients may
@@ -176,9 +192,14 @@ impl From<OperationsError> for ApiError {
             |kind, detail: &str| Self::Unavailable { kind, detail: detail.to_owned(), retry_after_secs: 1 };
         match error {
             E::UnknownKind(_) | E::InvalidInput(_) | E::TimeoutTooLong { .. } => Self::Unprocessable(error.to_string()),
-            E::IdempotencyConflict => Self::Conflict(
-                "idempotency-key-reused",
-                "this Idempotency-Key was used with a different request body".to_owned(),
+            E::IdempotencyKeyMismatch => Self::IdempotencyKeyReused,
+            E::IdempotencyKeySpent { operation_id, expires_at } => Self::Gone(
+                "operation-gone",
+                format!(
+                    "this Idempotency-Key created operation {operation_id}, which has since been deleted; \
+                     the key is free again from {}",
+                    rfc3339(expires_at)
+                ),
             ),
             E::QueueFull => unavailable("queue-full", "too many operations are waiting; retry later"),
             E::ShuttingDown => unavailable("shutting-down", "this instance is shutting down; retry against another"),

@@ -34,6 +34,17 @@ pub fn document(api: utoipa::openapi::OpenApi, settings: &Settings, registry: &R
         submit["kind"]["enum"] = json!(registry.names());
         submit["timeout_ms"]["maximum"] = json!(settings.operations.max_timeout_ms);
     }
+    // The key's expiry, published as the Idempotency-Key draft asks: this instance's own figure.
+    if let Some(parameters) = doc["paths"]["/v1/operations"]["post"]["parameters"].as_array_mut() {
+        for parameter in parameters.iter_mut().filter(|p| p["name"] == "Idempotency-Key") {
+            let ttl_secs = settings.operations.idempotency_key_ttl_ms / 1000;
+            let described = format!(
+                "{} This instance keeps keys for {ttl_secs} seconds.",
+                parameter["description"].as_str().unwrap_or_default()
+            );
+            parameter["description"] = json!(described);
+        }
+    }
     if let Some(parameters) = doc["paths"]["/v1/operations/{id}/wait"]["get"]["parameters"].as_array_mut() {
         for parameter in parameters.iter_mut().filter(|p| p["name"] == "timeout_ms") {
             parameter["schema"]["maximum"] = json!(settings.operations.max_wait_ms);

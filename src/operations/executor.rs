@@ -15,12 +15,14 @@
 //!   cancels the rest, so nothing is left `running`.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::FutureExt;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use tokio::sync::{Notify, OwnedSemaphorePermit, RwLock, Semaphore, watch};
 use tokio::task::JoinHandle;
@@ -43,6 +45,8 @@ pub struct ExecutorSettings {
     pub queue_capacity: usize,
     pub max_timeout: Duration,
     pub retention: Duration,
+    /// How long an `Idempotency-Key` is remembered, from the submission that used it first.
+    pub idempotency_key_ttl: Duration,
     pub cancel_grace: Duration,
     /// How long a claim holds without a heartbeat; heartbeats go out at a third of it.
     pub lease_ttl: Duration,
@@ -60,6 +64,7 @@ impl From<&OperationSettings> for ExecutorSettings {
             queue_capacity: s.queue_capacity,
             max_timeout: Duration::from_millis(s.max_timeout_ms),
             retention: Duration::from_millis(s.retention_ms),
+            idempotency_key_ttl: Duration::from_millis(s.idempotency_key_ttl_ms),
             cancel_grace: Duration::from_millis(s.cancel_grace_ms),
             lease_ttl: Duration::from_secs(30),
             sweep_interval: Duration::from_secs(1),
@@ -86,7 +91,9 @@ pub enum OperationsError {
     #[error("timeout of {requested_ms} ms is above the maximum of {max_ms} ms")]
     TimeoutTooLong { requested_ms: u128, max_ms: u128 },
     #[error("the idempotency key was used with another request")]
-    IdempotencyConflict,
+    IdempotencyKeyMismatch,
+    #[error("the idempotency key created operation {operation_id}, which is gone")]
+    IdempotencyKeySpent { operation_id: String, expires_at: OffsetDateTime },
     #[error("the queue is full")]
     QueueFull,
     #[error("shutting down")]
@@ -106,7 +113,10 @@ impl From<StoreError> for OperationsError {
         match error {
             StoreError::NotFound => Self::NotFound,
             StoreError::QueueFull => Self::QueueFull,
-            StoreError::IdempotencyConflict => Self::IdempotencyConflict,
+            StoreError::IdempotencyKeyMismatch => Self::IdempotencyKeyMismatch,
+            StoreError::IdempotencyKeySpent { operation_id, expires_at } => {
+                Self::IdempotencyKeySpent { operation_id, expires_at }
+            }
             StoreError::AlreadyFinished => Self::AlreadyFinished,
             StoreError::NotFinished => Self::NotFinished,
             other => Self::Store(other),
@@ -197,12 +207,12 @@ impl Executor {
         if timeout > max {
             return Err(OperationsError::TimeoutTooLong { requested_ms: timeout.as_millis(), max_ms: max.as_millis() });
         }
+        let now = OffsetDateTime::now_utc();
         let idempotency = idempotency_key.map(|key| Idempotency {
             key,
-            // serde_json sorts object keys, so equal requests give equal fingerprints.
-            fingerprint: serde_json::json!([name, input, timeout.as_millis() as u64]).to_string(),
+            fingerprint: fingerprint(&name, &input, timeout),
+            expires_at: now + self.inner.settings.idempotency_key_ttl,
         });
-        let now = OffsetDateTime::now_utc();
         Ok(NewOperation {
             id: uuid::Uuid::new_v4().simple().to_string(),
             kind: name,
@@ -433,6 +443,9 @@ impl Inner {
             if let Err(error) = self.store.purge_finished(now - self.settings.retention).await {
                 tracing::warn!(%error, "could not purge finished operations");
             }
+            if let Err(error) = self.store.purge_expired_keys(now).await {
+                tracing::warn!(%error, "could not purge expired idempotency keys");
+            }
         }
     }
 
@@ -459,6 +472,18 @@ impl Inner {
             }
         }
     }
+}
+
+/// What makes two submissions the same request: SHA-256 of kind, input and timeout, so a key's
+/// record stays small however large the input (serde_json sorts object keys, so equal requests
+/// hash alike).
+fn fingerprint(kind: &str, input: &Value, timeout: Duration) -> String {
+    let request = serde_json::json!([kind, input, timeout.as_millis() as u64]).to_string();
+    let digest = Sha256::digest(request.as_bytes());
+    digest.iter().fold(String::with_capacity(64), |mut hex, byte| {
+        let _ = write!(hex, "{byte:02x}");
+        hex
+    })
 }
 
 /// Counts a terminal transition. Every path to a terminal state passes through here once.

@@ -32,7 +32,8 @@ macro_rules! store_conformance {
             a_cancelled_queued_operation_is_never_claimed, cancel_needs_an_unfinished_operation,
             progress_and_changes_are_visible, delete_needs_a_finished_operation, listing_is_newest_first_and_filters,
             paging_neither_skips_nor_repeats_while_operations_arrive, expire_fails_what_can_no_longer_finish,
-            purge_removes_only_old_finished_operations, counts_add_up
+            purge_removes_only_old_finished_operations, counts_add_up, an_expired_key_submits_anew,
+            a_key_outlives_its_deleted_operation, expired_keys_are_purged, concurrent_retries_create_one_operation
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -60,8 +61,14 @@ fn new_operation(kind: &str) -> NewOperation {
     }
 }
 
-fn with_key(mut new: NewOperation, key: &str, fingerprint: &str) -> NewOperation {
-    new.idempotency = Some(Idempotency { key: key.to_owned(), fingerprint: fingerprint.to_owned() });
+const KEY_TTL: Duration = Duration::from_secs(86_400);
+
+fn with_key(new: NewOperation, key: &str, fingerprint: &str) -> NewOperation {
+    with_key_until(new, key, fingerprint, OffsetDateTime::now_utc() + KEY_TTL)
+}
+
+fn with_key_until(mut new: NewOperation, key: &str, fingerprint: &str, expires_at: OffsetDateTime) -> NewOperation {
+    new.idempotency = Some(Idempotency { key: key.to_owned(), fingerprint: fingerprint.to_owned(), expires_at });
     new
 }
 
@@ -97,7 +104,7 @@ pub async fn an_idempotent_retry_returns_the_same_operation(store: Store) {
     assert!(matches!(first, Created::New(_)));
     assert!(matches!(&retry, Created::Existing(op) if op.id == first.operation().id));
     let reused = store.create(with_key(new_operation("sleep"), "key-1", "request-b"), ROOMY).await;
-    assert!(matches!(reused, Err(StoreError::IdempotencyConflict)));
+    assert!(matches!(reused, Err(StoreError::IdempotencyKeyMismatch)));
     assert_eq!(store.counts().await.unwrap().queued, 1, "nothing new was created");
 }
 
@@ -248,8 +255,68 @@ pub async fn delete_needs_a_finished_operation(store: Store) {
     store.delete(&id).await.unwrap();
     assert_eq!(store.get(&id).await.unwrap(), None);
     assert!(matches!(store.delete(&id).await, Err(StoreError::NotFound)));
-    let again = store.create(with_key(new_operation("sleep"), "delete-me", "f"), ROOMY).await.unwrap();
-    assert!(matches!(again, Created::New(_)), "the key went with the operation");
+}
+
+pub async fn an_expired_key_submits_anew(store: Store) {
+    let past = OffsetDateTime::now_utc() - Duration::from_secs(1);
+    let first = store.create(with_key_until(new_operation("sleep"), "old-key", "a", past), ROOMY).await.unwrap();
+    let second = store.create(with_key(new_operation("sleep"), "old-key", "b"), ROOMY).await.unwrap();
+    assert!(matches!(&second, Created::New(op) if op.id != first.operation().id), "an expired key is free");
+    let retry = store.create(with_key(new_operation("sleep"), "old-key", "b"), ROOMY).await.unwrap();
+    assert!(matches!(&retry, Created::Existing(op) if op.id == second.operation().id), "and now names the new one");
+}
+
+pub async fn a_key_outlives_its_deleted_operation(store: Store) {
+    let keyed = store.create(with_key(new_operation("sleep"), "spent", "f"), ROOMY).await.unwrap();
+    let id = keyed.operation().id.clone();
+    store.cancel(&id, OperationError::cancelled_by_client()).await.unwrap();
+    store.delete(&id).await.unwrap();
+    match store.create(with_key(new_operation("sleep"), "spent", "f"), ROOMY).await {
+        Err(StoreError::IdempotencyKeySpent { operation_id, expires_at }) => {
+            assert_eq!(operation_id, id);
+            assert!(expires_at > OffsetDateTime::now_utc());
+        }
+        other => panic!("a retry after the delete must not run the request again: {other:?}"),
+    }
+    let other_body = store.create(with_key(new_operation("sleep"), "spent", "g"), ROOMY).await;
+    assert!(matches!(other_body, Err(StoreError::IdempotencyKeyMismatch)));
+    // Retention's purge leaves the key too.
+    let purged = store.create(with_key(new_operation("sleep"), "purged", "f"), ROOMY).await.unwrap();
+    store.cancel(&purged.operation().id, OperationError::cancelled_by_client()).await.unwrap();
+    store.purge_finished(OffsetDateTime::now_utc() + Duration::from_secs(60)).await.unwrap();
+    let retry = store.create(with_key(new_operation("sleep"), "purged", "f"), ROOMY).await;
+    assert!(matches!(retry, Err(StoreError::IdempotencyKeySpent { .. })), "{retry:?}");
+    assert_eq!(store.counts().await.unwrap().queued, 0, "nothing was created again");
+}
+
+pub async fn expired_keys_are_purged(store: Store) {
+    let now = OffsetDateTime::now_utc();
+    let soon = now + Duration::from_secs(10);
+    let first = store.create(with_key_until(new_operation("sleep"), "short", "f", soon), ROOMY).await.unwrap();
+    store.create(with_key(new_operation("sleep"), "long", "f"), ROOMY).await.unwrap();
+    assert_eq!(store.purge_expired_keys(now).await.unwrap(), 0, "nothing has expired yet");
+    assert_eq!(store.purge_expired_keys(now + Duration::from_secs(60)).await.unwrap(), 1);
+    assert!(store.get(&first.operation().id).await.unwrap().is_some(), "the operation stays; only its key goes");
+    let fresh = store.create(with_key(new_operation("sleep"), "short", "other"), ROOMY).await.unwrap();
+    assert!(matches!(fresh, Created::New(_)), "a purged key is free");
+    let kept = store.create(with_key(new_operation("sleep"), "long", "f"), ROOMY).await.unwrap();
+    assert!(matches!(kept, Created::Existing(_)), "an unexpired key is kept");
+}
+
+pub async fn concurrent_retries_create_one_operation(store: Store) {
+    let retries = (0..16).map(|_| {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move { store.create(with_key(new_operation("sleep"), "racing", "f"), ROOMY).await })
+    });
+    let mut ids = Vec::new();
+    let mut created = 0;
+    for retry in retries {
+        let answer = retry.await.unwrap().expect("no retry sees an error: creation is atomic");
+        created += usize::from(matches!(answer, Created::New(_)));
+        ids.push(answer.into_operation().id);
+    }
+    ids.dedup();
+    assert_eq!((created, ids.len()), (1, 1), "one created, every retry answered with it");
 }
 
 pub async fn listing_is_newest_first_and_filters(store: Store) {

@@ -54,7 +54,7 @@ fn empty_object() -> Value {
 #[utoipa::path(post, path = "/v1/operations", tag = "operations",
     request_body = SubmitRequest,
     params(
-        ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key and body return the same operation (1 to 255 visible ASCII characters)"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key and body return the same operation (1 to 255 visible ASCII characters). A key is kept for `operations.idempotency_key_ttl_ms` (24 hours by default) from its first use, even if its operation is deleted sooner; the same key with another body is a 422."),
         ("Prefer" = Option<String>, Header, description = "`wait=N` (RFC 7240): wait up to N seconds for the operation to finish"),
     ),
     responses(
@@ -65,10 +65,10 @@ fn empty_object() -> Value {
         )),
         (status = 200, description = "Finished within the `Prefer: wait` time", body = Operation),
         (status = 400, description = "Malformed JSON or `Idempotency-Key`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`Idempotency-Key` reused with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "`Idempotency-Key` whose operation has been deleted; it is free again when it expires", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not `application/json`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Unknown kind, input that does not fit, or a timeout above the maximum", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown kind, input that does not fit, a timeout above the maximum, or an `Idempotency-Key` reused with another body", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Queue full or shutting down; see `Retry-After`", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -146,16 +146,29 @@ fn preferred_wait(headers: &HeaderMap) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
-/// Gets an operation.
+/// Gets an operation. While it is not done, `Retry-After` says when to poll again, as the Azure
+/// guidelines ask of a status monitor.
 #[utoipa::path(get, path = "/v1/operations/{id}", tag = "operations",
     params(("id" = String, Path, description = "The operation's id")),
     responses(
-        (status = 200, description = "The operation", body = Operation),
+        (status = 200, description = "The operation", body = Operation, headers(
+            ("Retry-After" = u32, description = "Seconds before polling again; only while the operation is not done"),
+        )),
         (status = 404, description = "No operation has this id", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn fetch(State(state): State<AppState>, Path(id): Path<String>) -> Result<axum::Json<Operation>, ApiError> {
-    Ok(axum::Json(state.executor.get(&id).await?))
+pub async fn fetch(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    Ok(polled(state.executor.get(&id).await?))
+}
+
+/// An operation as a poll's answer: `200`, with `Retry-After` while it is not done.
+fn polled(operation: Operation) -> Response {
+    let done = operation.done;
+    let mut response = axum::Json(operation).into_response();
+    if !done {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(POLL_AFTER_SECS));
+    }
+    response
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -230,7 +243,9 @@ pub struct WaitParams {
 #[utoipa::path(get, path = "/v1/operations/{id}/wait", tag = "operations",
     params(("id" = String, Path, description = "The operation's id"), WaitParams),
     responses(
-        (status = 200, description = "The operation, done or as it was when the timeout passed", body = Operation),
+        (status = 200, description = "The operation, done or as it was when the timeout passed", body = Operation, headers(
+            ("Retry-After" = u32, description = "Seconds before polling again; only while the operation is not done"),
+        )),
         (status = 400, description = "A timeout above the maximum", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No operation has this id", body = Problem, content_type = "application/problem+json"),
     )
@@ -239,27 +254,30 @@ pub async fn wait(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(params): Query<WaitParams>,
-) -> Result<axum::Json<Operation>, ApiError> {
+) -> Result<Response, ApiError> {
     let max_ms = state.settings.operations.max_wait_ms;
     let timeout_ms = params.timeout_ms.unwrap_or(max_ms);
     if timeout_ms > max_ms {
         return Err(ApiError::InvalidRequest(format!("`timeout_ms` must be at most {max_ms}")));
     }
-    Ok(axum::Json(state.executor.wait(&id, Duration::from_millis(timeout_ms)).await?))
+    Ok(polled(state.executor.wait(&id, Duration::from_millis(timeout_ms)).await?))
 }
 
-/// `POST /v1/operations/{id}/cancel`: 202; the operation is `cancelled` from now on.
+/// `POST /v1/operations/{id}/cancel`: `200` with the operation, which is `cancelled` from now on.
+/// Not `202`: the cancel has taken effect when keel answers (the operation's own code is told to
+/// stop, but nothing it does later can change the terminal state), so there is nothing left to
+/// accept; the Azure guidelines answer a cancel that way.
 #[utoipa::path(post, path = "/v1/operations/{id}/cancel", tag = "operations",
     params(("id" = String, Path, description = "The operation's id")),
     responses(
-        (status = 202, description = "Cancelled", body = Operation),
+        (status = 200, description = "Cancelled: the operation in its terminal state", body = Operation),
         (status = 404, description = "No operation has this id", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The operation had already finished", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let cancelled = state.executor.cancel(&id).await?;
-    Ok((StatusCode::ACCEPTED, axum::Json(cancelled)).into_response())
+    Ok(axum::Json(cancelled).into_response())
 }
 
 /// `DELETE /v1/operations/{id}`: forgets a finished operation.

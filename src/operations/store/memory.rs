@@ -2,8 +2,8 @@
 //!
 //! Each operation lives inside its own `watch::Sender`, the single copy that readers, waiters
 //! and event streams all see. Side indexes keep every call proportional to what it touches:
-//! creation order for listing, the queue in submission order, and finish order for retention.
-//! One mutex guards all of it; nothing awaits while holding it.
+//! creation order for listing, the queue in submission order, finish order for retention and
+//! expiry order for idempotency keys. One mutex guards all of it; nothing awaits while holding it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
@@ -13,7 +13,9 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
-use super::{Claim, Counts, Created, Lease, ListQuery, NewOperation, OperationStore, Page, PageToken, StoreError};
+use super::{
+    Claim, Counts, Created, Idempotency, Lease, ListQuery, NewOperation, OperationStore, Page, PageToken, StoreError,
+};
 use crate::operations::model::{Operation, OperationError, Outcome, Progress, Status};
 
 #[derive(Default)]
@@ -31,8 +33,10 @@ struct Inner {
     running: BTreeSet<String>,
     /// (finished at, seq) → id: retention removes from the front.
     finished: BTreeMap<(OffsetDateTime, u64), String>,
-    /// Idempotency key → (fingerprint, id).
-    idempotency: HashMap<String, (String, String)>,
+    /// Idempotency key → what it created; kept until the key expires, not the operation.
+    idempotency: HashMap<String, KeyRecord>,
+    /// (expires at, seq of the key's operation) → key: expiry removes from the front.
+    key_expiry: BTreeMap<(OffsetDateTime, u64), String>,
     next_seq: u64,
     next_lease: u64,
 }
@@ -41,7 +45,13 @@ struct Record {
     seq: u64,
     state: watch::Sender<Operation>,
     lease: Option<HeldLease>,
-    idempotency_key: Option<String>,
+}
+
+struct KeyRecord {
+    fingerprint: String,
+    operation_id: String,
+    seq: u64,
+    expires_at: OffsetDateTime,
 }
 
 struct HeldLease {
@@ -96,11 +106,36 @@ impl Inner {
             if let Some(finished_at) = record.state.borrow().finished_at {
                 self.finished.remove(&(finished_at, record.seq));
             }
-            if let Some(key) = record.idempotency_key {
-                self.idempotency.remove(&key);
-            }
         }
     }
+
+    /// What an unexpired `key` answers, or `None` when the key is free (never used, or expired:
+    /// then it is forgotten here, before the sweeper gets to it).
+    fn replay(&mut self, idem: &Idempotency, now: OffsetDateTime) -> Option<Result<Created, StoreError>> {
+        let used = self.idempotency.get(&idem.key)?;
+        if used.expires_at <= now {
+            let expired = (used.expires_at, used.seq);
+            self.key_expiry.remove(&expired);
+            self.idempotency.remove(&idem.key);
+            return None;
+        }
+        if used.fingerprint != idem.fingerprint {
+            return Some(Err(StoreError::IdempotencyKeyMismatch));
+        }
+        Some(match self.records.get(&used.operation_id) {
+            Some(record) => Ok(Created::Existing(record.state.borrow().clone())),
+            None => Err(StoreError::IdempotencyKeySpent {
+                operation_id: used.operation_id.clone(),
+                expires_at: used.expires_at,
+            }),
+        })
+    }
+}
+
+/// Takes the entries of a time-ordered index that fall before `cutoff`, oldest first.
+fn pop_before(index: &mut BTreeMap<(OffsetDateTime, u64), String>, cutoff: OffsetDateTime) -> Vec<String> {
+    let kept = index.split_off(&(cutoff, 0));
+    std::mem::replace(index, kept).into_values().collect()
 }
 
 #[async_trait]
@@ -108,12 +143,9 @@ impl OperationStore for MemoryStore {
     async fn create(&self, new: NewOperation, queue_capacity: usize) -> Result<Created, StoreError> {
         let mut inner = self.lock();
         if let Some(idem) = &new.idempotency
-            && let Some((fingerprint, id)) = inner.idempotency.get(&idem.key)
+            && let Some(replayed) = inner.replay(idem, OffsetDateTime::now_utc())
         {
-            if *fingerprint != idem.fingerprint {
-                return Err(StoreError::IdempotencyConflict);
-            }
-            return Ok(Created::Existing(inner.record(id)?.state.borrow().clone()));
+            return replayed;
         }
         if inner.queue.len() >= queue_capacity {
             return Err(StoreError::QueueFull);
@@ -134,12 +166,18 @@ impl OperationStore for MemoryStore {
             finished_at: None,
             deadline_at: new.deadline_at,
         };
-        let idempotency_key = new.idempotency.map(|idem| {
-            inner.idempotency.insert(idem.key.clone(), (idem.fingerprint, new.id.clone()));
-            idem.key
-        });
+        if let Some(idem) = new.idempotency {
+            inner.key_expiry.insert((idem.expires_at, seq), idem.key.clone());
+            let used = KeyRecord {
+                fingerprint: idem.fingerprint,
+                operation_id: new.id.clone(),
+                seq,
+                expires_at: idem.expires_at,
+            };
+            inner.idempotency.insert(idem.key, used);
+        }
         let (state, _) = watch::channel(operation.clone());
-        inner.records.insert(new.id.clone(), Record { seq, state, lease: None, idempotency_key });
+        inner.records.insert(new.id.clone(), Record { seq, state, lease: None });
         inner.by_seq.insert(seq, new.id.clone());
         inner.queue.insert(seq, new.id);
         Ok(Created::New(operation))
@@ -249,16 +287,18 @@ impl OperationStore for MemoryStore {
 
     async fn purge_finished(&self, cutoff: OffsetDateTime) -> Result<usize, StoreError> {
         let mut inner = self.lock();
-        let mut purged = 0;
-        while let Some(entry) = inner.finished.first_entry() {
-            if entry.key().0 >= cutoff {
-                break;
-            }
-            let id = entry.remove();
-            inner.remove(&id);
-            purged += 1;
-        }
-        Ok(purged)
+        let ids = pop_before(&mut inner.finished, cutoff);
+        ids.iter().for_each(|id| inner.remove(id));
+        Ok(ids.len())
+    }
+
+    async fn purge_expired_keys(&self, now: OffsetDateTime) -> Result<usize, StoreError> {
+        let mut inner = self.lock();
+        let keys = pop_before(&mut inner.key_expiry, now);
+        keys.iter().for_each(|key| {
+            inner.idempotency.remove(key);
+        });
+        Ok(keys.len())
     }
 
     async fn watch(&self, id: &str) -> Result<Option<watch::Receiver<Operation>>, StoreError> {

@@ -27,8 +27,11 @@ use super::model::{Operation, OperationError, Outcome, Progress, Status};
 
 #[async_trait]
 pub trait OperationStore: Send + Sync + 'static {
-    /// Stores a new `queued` operation, unless `new.idempotency` names one created earlier (then
-    /// that one is returned) or `queue_capacity` operations are queued already.
+    /// Stores a new `queued` operation, unless `new.idempotency` names a key that has not expired
+    /// (then the operation it created is returned, [`StoreError::IdempotencyKeyMismatch`] if it
+    /// came with another fingerprint, [`StoreError::IdempotencyKeySpent`] if that operation is
+    /// gone) or `queue_capacity` operations are queued already. Creation is atomic: of two
+    /// concurrent submissions with one key, one creates and the other gets what it created.
     async fn create(&self, new: NewOperation, queue_capacity: usize) -> Result<Created, StoreError>;
 
     async fn get(&self, id: &str) -> Result<Option<Operation>, StoreError>;
@@ -59,8 +62,12 @@ pub trait OperationStore: Send + Sync + 'static {
     /// (`worker-lost`) and queued ones past their deadline (`deadline-exceeded`).
     async fn expire(&self, now: OffsetDateTime) -> Result<Vec<Operation>, StoreError>;
 
-    /// Removes operations that finished before `cutoff`; returns how many.
+    /// Removes operations that finished before `cutoff`; returns how many. Their idempotency keys
+    /// stay until they expire.
     async fn purge_finished(&self, cutoff: OffsetDateTime) -> Result<usize, StoreError>;
+
+    /// Forgets idempotency keys that expired before `now`; returns how many.
+    async fn purge_expired_keys(&self, now: OffsetDateTime) -> Result<usize, StoreError>;
 
     /// A live view of one operation: the receiver always holds its latest state. A slow reader
     /// may miss intermediate states, never the latest one.
@@ -89,10 +96,14 @@ pub struct NewOperation {
 
 /// An `Idempotency-Key` and a fingerprint of the request it came with: the same key with
 /// another fingerprint is a client bug, not a retry.
+///
+/// A key lives until `expires_at`, whatever becomes of its operation: a retry that arrives after
+/// the operation was deleted must not create it a second time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Idempotency {
     pub key: String,
     pub fingerprint: String,
+    pub expires_at: OffsetDateTime,
 }
 
 #[derive(Debug, Clone)]
@@ -178,7 +189,10 @@ pub enum StoreError {
     #[error("the queue is full")]
     QueueFull,
     #[error("the idempotency key was used with another request")]
-    IdempotencyConflict,
+    IdempotencyKeyMismatch,
+    /// The key's operation was deleted (by a client or by retention) before the key expired.
+    #[error("the idempotency key created operation {operation_id}, which is gone")]
+    IdempotencyKeySpent { operation_id: String, expires_at: OffsetDateTime },
     #[error("the operation has finished already")]
     AlreadyFinished,
     #[error("the operation has not finished")]
