@@ -1,4 +1,5 @@
-//! The command line: `keel [serve]`, `keel healthcheck`, `keel config`, `--version`, `--help`.
+//! The command line: `keel [serve]`, `keel healthcheck`, `keel config`, `keel migrate`,
+//! `--version`, `--help`.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
@@ -27,6 +28,9 @@ pub enum Command {
     },
     /// Print the effective configuration as JSON, secrets redacted.
     Config,
+    /// Apply the Postgres store's migrations to `database.url`, then exit: for deployments that
+    /// migrate as a step of their own (with `database.migrate = false` on the replicas).
+    Migrate,
 }
 
 /// Asks the server configured in `settings` whether it is ready, over plain HTTP/1.1 on

@@ -30,6 +30,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Migrate => migrate(settings),
         Command::Config => match serde_json::to_string_pretty(&settings) {
             Ok(json) => {
                 println!("{json}");
@@ -40,6 +41,27 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+fn migrate(settings: Settings) -> ExitCode {
+    if settings.database.url.is_none() {
+        eprintln!("configuration error: `database.url` must be set (or DATABASE_URL) to migrate");
+        return ExitCode::from(2);
+    }
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("cannot start the tokio runtime");
+    let mut database = settings.database;
+    database.migrate = true;
+    match runtime.block_on(keel::operations::store::PostgresStore::connect(&database)) {
+        Ok(_) => {
+            println!("migrations applied");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("cannot migrate: {error}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -54,8 +76,8 @@ fn serve(settings: Settings) -> ExitCode {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("cannot start the tokio runtime");
     let outcome = runtime.block_on(async {
-        let app = Application::build(settings).await?;
-        app.run_until_stopped(lifecycle::shutdown_signal()).await
+        let app = Application::build(settings).await.map_err(|error| error.to_string())?;
+        app.run_until_stopped(lifecycle::shutdown_signal()).await.map_err(|error| error.to_string())
     });
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

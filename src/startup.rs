@@ -22,11 +22,12 @@ use tokio::net::TcpListener;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::blocking::BlockingPool;
-use crate::config::Settings;
+use crate::config::{Settings, StoreKind};
 use crate::http::header_timer::HeaderTimer;
 use crate::http::{self, App, AppState, Shared};
 use crate::lifecycle::{Lifecycle, Phase};
 use crate::operations::kinds;
+use crate::operations::store::{PostgresStore, StoreError};
 use crate::operations::{Executor, ExecutorSettings, MemoryStore, OperationStore, Registry};
 use crate::telemetry::metrics;
 
@@ -38,9 +39,18 @@ pub struct Application {
     metrics: Option<(TcpListener, App)>,
 }
 
+/// Why keel could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot listen: {0}")]
+    Listen(#[from] std::io::Error),
+    #[error("cannot open the operation store: {0}")]
+    Store(#[from] StoreError),
+}
+
 impl Application {
     /// Builds keel with the operation kinds of `operations::kinds::registry()`.
-    pub async fn build(settings: Settings) -> std::io::Result<Self> {
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         Self::build_with(settings, kinds::registry(), http::routes()).await
     }
 
@@ -49,13 +59,14 @@ impl Application {
         settings: Settings,
         registry: Registry,
         routes: OpenApiRouter<AppState>,
-    ) -> std::io::Result<Self> {
+    ) -> Result<Self, StartupError> {
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port)).await?;
         let metrics = match settings.metrics.port.filter(|_| settings.metrics.enabled) {
             Some(port) => Some(TcpListener::bind((settings.server.host.as_str(), port)).await?),
             None => None,
         };
-        let state = build_state(settings, registry);
+        let store = open_store(&settings).await?;
+        let state = build_state_with_store(settings, registry, store);
         let app = http::app(routes, state.clone());
         let metrics = metrics.map(|listener| (listener, http::metrics_app(state.clone())));
         Ok(Self { listener, state, app, metrics })
@@ -151,6 +162,23 @@ impl Application {
         }
         tracing::info!("shutdown complete");
         Ok(())
+    }
+}
+
+/// The store `operations.store` names: this process's memory, or Postgres (migrated first when
+/// `database.migrate` is on).
+pub async fn open_store(settings: &Settings) -> Result<Arc<dyn OperationStore>, StoreError> {
+    match settings.operations.store {
+        StoreKind::Memory => {
+            if settings.environment == "production" {
+                tracing::warn!(
+                    "operations.store is \"memory\": operations live in this process only; replicas do not \
+                     share them and a restart loses them. Set operations.store = \"postgres\" to share them"
+                );
+            }
+            Ok(Arc::new(MemoryStore::new()))
+        }
+        StoreKind::Postgres => Ok(Arc::new(PostgresStore::connect(&settings.database).await?)),
     }
 }
 

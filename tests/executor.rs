@@ -91,6 +91,7 @@ fn limits(max_running: usize, queue_capacity: usize) -> ExecutorSettings {
         idempotency_key_ttl: Duration::from_secs(86_400),
         cancel_grace: Duration::from_secs(2),
         lease_ttl: Duration::from_secs(30),
+        heartbeat_interval: Duration::from_secs(10),
         sweep_interval: Duration::from_secs(1),
         poll_interval: Duration::from_millis(500),
     }

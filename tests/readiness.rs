@@ -69,7 +69,8 @@ impl OperationStore for Flaky {
     }
     async fn ping(&self) -> Result<(), StoreError> {
         if self.down.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable("connection refused".to_owned()));
+            let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+            return Err(StoreError::Unavailable(std::sync::Arc::new(refused)));
         }
         Ok(())
     }

@@ -4,7 +4,7 @@
 //! 1. `config/default.toml`, embedded in the binary, so `keel` runs with no file on disk;
 //! 2. `config/{APP_ENV}.toml` (`development` unless `APP_ENV` says otherwise), also embedded;
 //! 3. the file named by `APP_CONFIG_FILE`, when set (it must exist);
-//! 4. `PORT`, as platforms such as Heroku or Cloud Run set it;
+//! 4. `PORT` and `DATABASE_URL`, as platforms such as Heroku or Cloud Run set them;
 //! 5. `APP_*` variables, `__` between nested keys: `APP_SERVER__PORT=9000`.
 //!
 //! Everything is validated before anything starts, so a bad value stops the process with one
@@ -41,6 +41,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub blocking: BlockingSettings,
     pub operations: OperationSettings,
+    pub database: DatabaseSettings,
     pub metrics: MetricsSettings,
 }
 
@@ -88,6 +89,42 @@ pub struct OperationSettings {
     pub idempotency_key_ttl_ms: u64,
     pub max_wait_ms: u64,
     pub cancel_grace_ms: u64,
+    /// Where operations live: this process's memory, or Postgres shared by every replica.
+    pub store: StoreKind,
+    /// How long a claim holds without a heartbeat before another replica may take it over.
+    pub lease_ttl_ms: u64,
+    /// How often a running operation's lease is renewed; well under `lease_ttl_ms`.
+    pub heartbeat_interval_ms: u64,
+    /// How often expired leases, overdue operations and old results are swept.
+    pub sweep_interval_ms: u64,
+    /// How often an idle replica looks for work anyway, in case a notification was lost.
+    pub poll_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    Memory,
+    Postgres,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `postgres://user:password@host:port/database`; also read from `DATABASE_URL`.
+    #[serde(default)]
+    pub url: Option<Secret<String>>,
+    pub max_connections: u32,
+    pub connect_timeout_ms: u64,
+    /// Apply the embedded migrations at start-up (under an advisory lock, so replicas starting
+    /// together apply them once).
+    pub migrate: bool,
+}
+
+impl DatabaseSettings {
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -136,6 +173,13 @@ impl Settings {
             }
             figment = figment.merge(Toml::file(path));
         }
+        if let Some(url) = lookup("DATABASE_URL") {
+            figment = figment.merge(EnvVariable {
+                name: "DATABASE_URL".to_owned(),
+                key: "database.url".to_owned(),
+                value: url.into(),
+            });
+        }
         if let Some(port) = lookup("PORT") {
             let port = port_from_platform(&port)?;
             figment = figment.merge(EnvVariable {
@@ -168,6 +212,28 @@ impl Settings {
         positive("operations.max_timeout_ms", o.max_timeout_ms)?;
         positive("operations.retention_ms", o.retention_ms)?;
         positive("operations.idempotency_key_ttl_ms", o.idempotency_key_ttl_ms)?;
+        positive("operations.lease_ttl_ms", o.lease_ttl_ms)?;
+        positive("operations.heartbeat_interval_ms", o.heartbeat_interval_ms)?;
+        positive("operations.sweep_interval_ms", o.sweep_interval_ms)?;
+        positive("operations.poll_interval_ms", o.poll_interval_ms)?;
+        positive("database.max_connections", u64::from(self.database.max_connections))?;
+        positive("database.connect_timeout_ms", self.database.connect_timeout_ms)?;
+        if o.heartbeat_interval_ms.saturating_mul(3) > o.lease_ttl_ms {
+            return Err(ConfigError::invalid(
+                "operations.heartbeat_interval_ms",
+                format!(
+                    "is {} but must be at most a third of operations.lease_ttl_ms ({}), so that one late heartbeat \
+                     does not lose a lease",
+                    o.heartbeat_interval_ms, o.lease_ttl_ms
+                ),
+            ));
+        }
+        if o.store == StoreKind::Postgres && self.database.url.is_none() {
+            return Err(ConfigError::invalid(
+                "database.url",
+                "must be set (or DATABASE_URL) when operations.store is \"postgres\"",
+            ));
+        }
         if s.host.parse::<std::net::IpAddr>().is_err() && s.host != "localhost" {
             return Err(ConfigError::invalid("server.host", format!("is {:?}, not an IP address", s.host)));
         }

@@ -13,6 +13,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::operations::OperationsError;
+use crate::operations::store::StoreError;
 
 /// The media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -209,6 +210,11 @@ impl From<OperationsError> for ApiError {
                 "operation-not-finished",
                 "the operation is still queued or running; cancel it first".to_owned(),
             ),
+            E::Store(StoreError::Unavailable(source)) => {
+                // The client learns only that a dependency is down; the driver's words are logged.
+                tracing::warn!(error = %source, "operation store unavailable");
+                unavailable("dependency-unavailable", "the operation store does not answer; retry shortly")
+            }
             E::Store(source) => Self::Internal(source.to_string()),
         }
     }

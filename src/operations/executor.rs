@@ -48,12 +48,14 @@ pub struct ExecutorSettings {
     /// How long an `Idempotency-Key` is remembered, from the submission that used it first.
     pub idempotency_key_ttl: Duration,
     pub cancel_grace: Duration,
-    /// How long a claim holds without a heartbeat; heartbeats go out at a third of it.
+    /// How long a claim holds without a heartbeat.
     pub lease_ttl: Duration,
+    /// How often a running operation's lease is renewed.
+    pub heartbeat_interval: Duration,
     /// How often the sweeper expires and purges.
     pub sweep_interval: Duration,
     /// How often an idle dispatcher looks for work submitted through a shared store by another
-    /// process; a process-local store wakes it directly.
+    /// process, should its notification be lost; a process-local store wakes it directly.
     pub poll_interval: Duration,
 }
 
@@ -66,9 +68,10 @@ impl From<&OperationSettings> for ExecutorSettings {
             retention: Duration::from_millis(s.retention_ms),
             idempotency_key_ttl: Duration::from_millis(s.idempotency_key_ttl_ms),
             cancel_grace: Duration::from_millis(s.cancel_grace_ms),
-            lease_ttl: Duration::from_secs(30),
-            sweep_interval: Duration::from_secs(1),
-            poll_interval: Duration::from_millis(500),
+            lease_ttl: Duration::from_millis(s.lease_ttl_ms),
+            heartbeat_interval: Duration::from_millis(s.heartbeat_interval_ms),
+            sweep_interval: Duration::from_millis(s.sweep_interval_ms),
+            poll_interval: Duration::from_millis(s.poll_interval_ms),
         }
     }
 }
@@ -345,6 +348,7 @@ impl Inner {
         };
         tokio::select! {
             () = self.work_available.notified() => {}
+            () = self.store.work_queued() => {}
             () = poll => {}
             () = self.stopping.cancelled() => {}
         }
@@ -404,12 +408,25 @@ impl Inner {
                 Outcome::Cancelled(OperationError::cancelled_by_client())
             }
             outcome = self.keep_lease(lease, token) => outcome,
+            outcome = self.ended_elsewhere(&operation.id, token) => outcome,
         }
+    }
+
+    /// Trips `token` as soon as the store shows the operation ended without this run: a cancel
+    /// made through another replica (or the sweeper) reaches the code at once, not at the next
+    /// heartbeat. Never completes by itself.
+    async fn ended_elsewhere(&self, id: &str, token: &CancellationToken) -> Outcome {
+        if let Ok(Some(mut changes)) = self.store.watch(id).await
+            && changes.wait_for(|op| op.done).await.is_ok()
+        {
+            token.cancel();
+        }
+        std::future::pending().await
     }
 
     /// Renews the lease until it is lost, then trips `token`. Never completes by itself.
     async fn keep_lease(&self, lease: &Lease, token: &CancellationToken) -> Outcome {
-        let every = self.settings.lease_ttl / 3;
+        let every = self.settings.heartbeat_interval;
         loop {
             tokio::time::sleep(every).await;
             match self.store.heartbeat(lease, self.settings.lease_ttl).await {

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)] // Each test binary uses its own subset.
 
+pub mod postgres;
 pub mod process;
 
 use std::sync::Once;

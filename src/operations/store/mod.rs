@@ -10,9 +10,10 @@
 //! - **cancellation across processes**: `cancel` ends the operation at once and invalidates its
 //!   lease, so the worker's next heartbeat tells it to stop, wherever it runs.
 //!
-//! Every implementation must pass the conformance suite in `tests/store_conformance.rs`.
+//! Every implementation must pass the conformance suite in `tests/conformance/`.
 
 mod memory;
+pub mod postgres;
 
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 
 pub use memory::MemoryStore;
+pub use postgres::PostgresStore;
 
 use super::model::{Operation, OperationError, Outcome, Progress, Status};
 
@@ -69,9 +71,17 @@ pub trait OperationStore: Send + Sync + 'static {
     /// Forgets idempotency keys that expired before `now`; returns how many.
     async fn purge_expired_keys(&self, now: OffsetDateTime) -> Result<usize, StoreError>;
 
-    /// A live view of one operation: the receiver always holds its latest state. A slow reader
-    /// may miss intermediate states, never the latest one.
+    /// A live view of one operation: the receiver always holds its latest state, whichever
+    /// process changed it. A slow reader may miss intermediate states, never the latest one.
+    /// The sender is dropped when the operation is deleted.
     async fn watch(&self, id: &str) -> Result<Option<watch::Receiver<Operation>>, StoreError>;
+
+    /// Resolves when another process may have queued work, so an idle dispatcher claims at once
+    /// instead of at its next poll. A process-local store never resolves: its only submitter,
+    /// this process's executor, wakes the dispatcher itself.
+    async fn work_queued(&self) {
+        std::future::pending::<()>().await;
+    }
 
     async fn counts(&self) -> Result<Counts, StoreError>;
 
@@ -182,6 +192,9 @@ pub struct Counts {
     pub finished: usize,
 }
 
+/// A driver's error, shared so that [`StoreError`] stays `Clone` and keeps its source chain.
+pub type Source = std::sync::Arc<dyn std::error::Error + Send + Sync>;
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("no such operation")]
@@ -200,6 +213,10 @@ pub enum StoreError {
     /// The lease was invalidated: the operation was cancelled, expired or claimed again.
     #[error("the lease on this operation is no longer held")]
     LeaseLost,
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
+    /// The store cannot be reached (connection refused or lost, pool exhausted): worth a retry.
+    #[error("the operation store is unavailable: {0}")]
+    Unavailable(#[source] Source),
+    /// The store answered with an error that retrying will not fix: a bug or a schema mismatch.
+    #[error("the operation store failed: {0}")]
+    Backend(#[source] Source),
 }
