@@ -25,6 +25,11 @@ CREATE TABLE keel_operations (
     lease_expires_at timestamptz,
     -- Which replica holds the lease, for people reading the table.
     worker           text,
+    -- Attempts started (claims), and how many the kind's retry policy allows.
+    attempt          integer NOT NULL DEFAULT 0,
+    max_attempts     integer NOT NULL,
+    -- A queued operation starts no earlier: the submission's schedule, or a retry's backoff.
+    not_before       timestamptz,
     -- Bumped by every change clients can see, so that watchers never go back to an older state.
     version          bigint NOT NULL DEFAULT 1
 );

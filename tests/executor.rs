@@ -108,7 +108,7 @@ fn start_with(settings: ExecutorSettings, registry: Registry) -> Executor {
 }
 
 fn submission(kind: &str, input: Value) -> Submission {
-    Submission { kind: kind.to_owned(), input, timeout: None, idempotency_key: None }
+    Submission { kind: kind.to_owned(), input, timeout: None, idempotency_key: None, not_before: None }
 }
 
 async fn submit(executor: &Executor, kind: &str, input: Value) -> Operation {
@@ -435,4 +435,71 @@ async fn concurrent_submissions_against_the_limit_lose_nothing_and_run_nothing_t
     assert!(stats.most_at_once() <= 8, "the limit held: {}", stats.most_at_once());
     let counts = executor.counts().await.unwrap();
     assert_eq!(counts.finished, 1000);
+}
+
+// Retries and scheduling compare with the wall clock, so these run on real time, with margins.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retryable_failure_runs_again_until_an_attempt_succeeds() {
+    let (executor, _) = start(limits(2, 10));
+    let op = submit(&executor, "flaky", json!({ "failures": 2 })).await;
+    assert_eq!((op.attempt, op.max_attempts), (0, 5), "the kind's own policy");
+    let done = finished(&executor, &op.id).await;
+    assert_eq!(done.status, Status::Succeeded, "{done:?}");
+    assert_eq!((done.attempt, done.result), (3, Some(json!({ "attempt": 3 }))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_stop_when_the_attempts_run_out() {
+    let (executor, _) = start(limits(2, 10));
+    let op = submit(&executor, "flaky", json!({ "failures": 10 })).await;
+    let done = finished(&executor, &op.id).await;
+    assert_eq!((done.status, done.attempt), (Status::Failed, 5));
+    assert_eq!(done.error.unwrap().detail.as_deref(), Some("attempt 5 failed on purpose"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_that_could_not_start_before_the_deadline_is_not_queued() {
+    let (executor, _) = start(limits(2, 10));
+    let tight =
+        Submission { timeout: Some(Duration::from_millis(50)), ..submission("flaky", json!({ "failures": 1 })) };
+    let op = executor.submit(tight).await.unwrap().into_operation();
+    let done = finished(&executor, &op.id).await;
+    assert_eq!((done.status, done.attempt), (Status::Failed, 1), "a 100 ms backoff ends past a 50 ms deadline");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanent_failure_is_not_retried() {
+    let (executor, _) = start(limits(2, 10));
+    let op = submit(&executor, "fail", json!({})).await;
+    let done = finished(&executor, &op.id).await;
+    assert_eq!((done.status, done.attempt, done.max_attempts), (Status::Failed, 1, 3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_operation_starts_no_earlier_than_asked_and_its_deadline_counts_from_then() {
+    let (executor, _) = start(limits(2, 10));
+    let at = time::OffsetDateTime::now_utc() + Duration::from_millis(300);
+    let scheduled = Submission {
+        not_before: Some(at),
+        timeout: Some(Duration::from_secs(5)),
+        ..submission("probe", json!({ "ms": 1 }))
+    };
+    let op = executor.submit(scheduled).await.unwrap().into_operation();
+    assert_eq!(op.status, Status::Queued);
+    assert_eq!(op.deadline_at, at + Duration::from_secs(5));
+    let done = finished(&executor, &op.id).await;
+    assert_eq!(done.status, Status::Succeeded);
+    assert!(done.started_at.unwrap() >= at, "started {:?}, asked {at:?}", done.started_at);
+}
+
+#[tokio::test]
+async fn a_schedule_more_than_a_year_ahead_is_refused() {
+    let (executor, _) = start(limits(2, 10));
+    let far = Submission {
+        not_before: Some(time::OffsetDateTime::now_utc() + Duration::from_secs(400 * 86_400)),
+        ..submission("probe", json!({ "ms": 1 }))
+    };
+    assert!(matches!(executor.submit(far).await, Err(OperationsError::ScheduledTooFar)));
+    assert_eq!(executor.counts().await.unwrap().queued, 0);
 }

@@ -88,6 +88,26 @@ fn catalogue() -> Vec<Case> {
             Some("validation-failed"),
         ),
         case("negative timeout", submit(sleep(",\"timeout_ms\":-5")), 422, Some("validation-failed")),
+        case("not_before not a time", submit(sleep(",\"not_before\":\"tomorrow\"")), 422, Some("validation-failed")),
+        case("not_before a number", submit(sleep(",\"not_before\":1733000000")), 422, Some("validation-failed")),
+        case(
+            "not_before without an offset",
+            submit(sleep(",\"not_before\":\"2030-01-01T00:00:00\"")),
+            422,
+            Some("validation-failed"),
+        ),
+        case(
+            "not_before at the end of time",
+            submit(sleep(",\"not_before\":\"9999-12-31T23:59:59Z\"")),
+            422,
+            Some("validation-failed"),
+        ),
+        case(
+            "flaky asking for too many failures",
+            submit("{\"kind\":\"flaky\",\"input\":{\"failures\":4294967295}}"),
+            422,
+            Some("validation-failed"),
+        ),
         case("zero timeout", submit(sleep(",\"timeout_ms\":0")), 422, Some("validation-failed")),
         case("fractional timeout", submit(sleep(",\"timeout_ms\":1.5")), 422, Some("validation-failed")),
         case(

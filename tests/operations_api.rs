@@ -375,3 +375,42 @@ async fn a_long_poll_over_a_real_socket_returns_on_completion() {
     assert_eq!(waited["result"]["completion_order"].as_array().unwrap().len(), 10);
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_submission_may_be_scheduled_and_shows_its_attempts() {
+    let (app, _) = router(settings());
+    let at = time::OffsetDateTime::now_utc() + Duration::from_secs(3600);
+    let at = at.format(&time::format_description::well_known::Rfc3339).unwrap();
+    let answer = submit(&app, json!({ "kind": "sleep", "input": { "ms": 1 }, "not_before": at })).await;
+    assert_eq!(answer.status, 202, "{}", answer.text());
+    let op = answer.json();
+    assert_eq!(
+        (op["status"].as_str(), op["attempt"].as_u64(), op["max_attempts"].as_u64()),
+        (Some("queued"), Some(0), Some(3))
+    );
+    let scheduled =
+        time::OffsetDateTime::parse(op["not_before"].as_str().unwrap(), &time::format_description::well_known::Rfc3339)
+            .unwrap();
+    assert_eq!(
+        scheduled.unix_timestamp(),
+        time::OffsetDateTime::parse(&at, &time::format_description::well_known::Rfc3339).unwrap().unix_timestamp()
+    );
+
+    let past =
+        submit(&app, json!({ "kind": "sleep", "input": { "ms": 1 }, "not_before": "2001-01-01T00:00:00Z" })).await;
+    assert_eq!(past.status, 202);
+    assert_eq!(past.json()["not_before"], Value::Null, "a time already past means now");
+
+    let far =
+        submit(&app, json!({ "kind": "sleep", "input": { "ms": 1 }, "not_before": "2999-01-01T00:00:00Z" })).await;
+    far.problem(422, "validation-failed");
+}
+
+#[tokio::test]
+async fn a_retryable_failure_is_retried_and_its_attempts_are_visible() {
+    let (app, _) = router(settings());
+    let id = submitted_id(&app, json!({ "kind": "flaky", "input": { "failures": 1 } })).await;
+    let done = get(&app, &format!("/v1/operations/{id}/wait?timeout_ms=1400")).await.json();
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!((done["attempt"].as_u64(), done["result"]["attempt"].as_u64()), (Some(2), Some(2)));
+}

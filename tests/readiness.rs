@@ -46,6 +46,12 @@ impl OperationStore for Flaky {
     async fn finish(&self, lease: &Lease, outcome: Outcome) -> Result<Operation, StoreError> {
         self.inner.finish(lease, outcome).await
     }
+    async fn retry(&self, lease: &Lease, not_before: OffsetDateTime) -> Result<Operation, StoreError> {
+        self.inner.retry(lease, not_before).await
+    }
+    async fn release(&self, lease: &Lease) -> Result<Operation, StoreError> {
+        self.inner.release(lease).await
+    }
     async fn cancel(&self, id: &str, reason: OperationError) -> Result<Operation, StoreError> {
         self.inner.cancel(id, reason).await
     }

@@ -192,7 +192,9 @@ impl From<OperationsError> for ApiError {
         let unavailable =
             |kind, detail: &str| Self::Unavailable { kind, detail: detail.to_owned(), retry_after_secs: 1 };
         match error {
-            E::UnknownKind(_) | E::InvalidInput(_) | E::TimeoutTooLong { .. } => Self::Unprocessable(error.to_string()),
+            E::UnknownKind(_) | E::InvalidInput(_) | E::TimeoutTooLong { .. } | E::ScheduledTooFar => {
+                Self::Unprocessable(error.to_string())
+            }
             E::IdempotencyKeyMismatch => Self::IdempotencyKeyReused,
             E::IdempotencyKeySpent { operation_id, expires_at } => Self::Gone(
                 "operation-gone",

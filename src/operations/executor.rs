@@ -83,7 +83,12 @@ pub struct Submission {
     pub input: Value,
     pub timeout: Option<Duration>,
     pub idempotency_key: Option<String>,
+    /// Start no earlier than this; the deadline counts from then.
+    pub not_before: Option<OffsetDateTime>,
 }
+
+/// How far ahead a submission may be scheduled.
+pub const MAX_SCHEDULE_AHEAD: Duration = Duration::from_secs(366 * 24 * 3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum OperationsError {
@@ -93,6 +98,8 @@ pub enum OperationsError {
     InvalidInput(String),
     #[error("timeout of {requested_ms} ms is above the maximum of {max_ms} ms")]
     TimeoutTooLong { requested_ms: u128, max_ms: u128 },
+    #[error("`not_before` is more than {} days ahead", MAX_SCHEDULE_AHEAD.as_secs() / 86_400)]
+    ScheduledTooFar,
     #[error("the idempotency key was used with another request")]
     IdempotencyKeyMismatch,
     #[error("the idempotency key created operation {operation_id}, which is gone")]
@@ -145,7 +152,8 @@ struct Inner {
     submissions_open: RwLock<bool>,
     stopping: CancellationToken,
     runs: TaskTracker,
-    running: Mutex<HashMap<String, CancellationToken>>,
+    /// What runs here: its lease (to give it back on a drain) and its cancellation token.
+    running: Mutex<HashMap<String, (Lease, CancellationToken)>>,
     background: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -196,13 +204,13 @@ impl Executor {
         drop(open);
         if let Created::New(operation) = &created {
             metrics::counter!(names::OPERATIONS_SUBMITTED, "kind" => operation.kind.clone()).increment(1);
-            self.inner.work_available.notify_one();
+            self.inner.wake_at(operation.not_before);
         }
         Ok(created)
     }
 
     fn prepare(&self, submission: Submission) -> Result<NewOperation, OperationsError> {
-        let Submission { kind: name, input, timeout, idempotency_key } = submission;
+        let Submission { kind: name, input, timeout, idempotency_key, not_before } = submission;
         let kind = self.inner.registry.get(&name).ok_or_else(|| OperationsError::UnknownKind(name.clone()))?;
         kind.check(&input).map_err(OperationsError::InvalidInput)?;
         let max = self.inner.settings.max_timeout;
@@ -211,9 +219,15 @@ impl Executor {
             return Err(OperationsError::TimeoutTooLong { requested_ms: timeout.as_millis(), max_ms: max.as_millis() });
         }
         let now = OffsetDateTime::now_utc();
+        // A time already past means "now"; the deadline counts from the start it asks for.
+        let not_before = not_before.filter(|at| *at > now);
+        let starts = not_before.unwrap_or(now);
+        if starts - now > MAX_SCHEDULE_AHEAD {
+            return Err(OperationsError::ScheduledTooFar);
+        }
         let idempotency = idempotency_key.map(|key| Idempotency {
             key,
-            fingerprint: fingerprint(&name, &input, timeout),
+            fingerprint: fingerprint(&name, &input, timeout, not_before),
             expires_at: now + self.inner.settings.idempotency_key_ttl,
         });
         Ok(NewOperation {
@@ -221,8 +235,12 @@ impl Executor {
             kind: name,
             input,
             created_at: now,
-            deadline_at: now + timeout,
+            deadline_at: time::Duration::try_from(timeout).ok().and_then(|timeout| starts.checked_add(timeout)).ok_or(
+                OperationsError::TimeoutTooLong { requested_ms: timeout.as_millis(), max_ms: max.as_millis() },
+            )?,
             idempotency,
+            max_attempts: kind.retry_policy().max_attempts.max(1),
+            not_before,
         })
     }
 
@@ -252,7 +270,7 @@ impl Executor {
     pub async fn cancel(&self, id: &str) -> Result<Operation, OperationsError> {
         let cancelled = self.inner.store.cancel(id, OperationError::cancelled_by_client()).await?;
         record_finished(&cancelled);
-        if let Some(token) = lock(&self.inner.running).get(id) {
+        if let Some((_, token)) = lock(&self.inner.running).get(id) {
             token.cancel();
         }
         Ok(cancelled)
@@ -275,9 +293,11 @@ impl Executor {
         &self.inner.registry
     }
 
-    /// Closes submissions, gives running operations `grace` to finish, then cancels what is
-    /// left with a `shutdown` reason. Queued operations of a process-local store are cancelled
-    /// too; a shared store keeps them for other replicas.
+    /// Closes submissions and stops claiming, gives running operations `grace` to finish, then
+    /// deals with what is left. With a process-local store nobody else could run it, so it is
+    /// cancelled (`shutdown`), queued operations too. With a shared store the leases are given
+    /// back at once: queued again, for another replica to take without waiting for them to
+    /// expire, and the queue is left as it is.
     pub async fn drain(&self, grace: Duration) {
         let inner = &self.inner;
         *inner.submissions_open.write().await = false;
@@ -293,14 +313,29 @@ impl Executor {
         if tokio::time::timeout(grace, inner.runs.wait()).await.is_ok() {
             return;
         }
-        let abandoned: Vec<(String, CancellationToken)> =
-            lock(&inner.running).iter().map(|(id, token)| (id.clone(), token.clone())).collect();
-        tracing::warn!(count = abandoned.len(), "grace period over: cancelling running operations");
-        for (id, token) in abandoned {
-            match inner.store.cancel(&id, OperationError::shutdown()).await {
-                Ok(cancelled) => record_finished(&cancelled),
-                Err(StoreError::AlreadyFinished | StoreError::NotFound) => {}
-                Err(error) => tracing::error!(operation_id = %id, %error, "could not cancel at shutdown"),
+        let abandoned: Vec<(String, Lease, CancellationToken)> = lock(&inner.running)
+            .iter()
+            .map(|(id, (lease, token))| (id.clone(), lease.clone(), token.clone()))
+            .collect();
+        let shared = inner.store.is_shared();
+        tracing::warn!(
+            count = abandoned.len(),
+            action = if shared { "giving back their leases" } else { "cancelling" },
+            "grace period over: operations still running"
+        );
+        for (id, lease, token) in abandoned {
+            if shared {
+                match inner.store.release(&lease).await {
+                    Ok(_) => tracing::info!(operation_id = %id, "lease given back: queued for another replica"),
+                    Err(StoreError::LeaseLost) => {}
+                    Err(error) => tracing::error!(operation_id = %id, %error, "could not give a lease back"),
+                }
+            } else {
+                match inner.store.cancel(&id, OperationError::shutdown()).await {
+                    Ok(cancelled) => record_finished(&cancelled),
+                    Err(StoreError::AlreadyFinished | StoreError::NotFound) => {}
+                    Err(error) => tracing::error!(operation_id = %id, %error, "could not cancel at shutdown"),
+                }
             }
             token.cancel();
         }
@@ -337,34 +372,73 @@ impl Inner {
         }
     }
 
-    /// Waits for a submission (or, with a shared store, for the next poll).
+    /// Waits for a submission here, a notification of work from the store, or the next poll:
+    /// the fallback for a lost notification, and for scheduled work whose timer (`wake_at`)
+    /// lives in another process.
     async fn idle(&self) {
-        let poll = async {
-            if self.store.is_shared() {
-                tokio::time::sleep(self.settings.poll_interval).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
-        };
         tokio::select! {
             () = self.work_available.notified() => {}
             () = self.store.work_queued() => {}
-            () = poll => {}
+            () = tokio::time::sleep(self.settings.poll_interval) => {}
             () = self.stopping.cancelled() => {}
+        }
+    }
+
+    /// Wakes the dispatcher now, or when `at` comes for work scheduled for later.
+    fn wake_at(self: &Arc<Self>, at: Option<OffsetDateTime>) {
+        let wait = at.and_then(|at| Duration::try_from(at - OffsetDateTime::now_utc()).ok());
+        match wait {
+            None => self.work_available.notify_one(),
+            Some(wait) => {
+                let inner = Arc::downgrade(self);
+                tokio::spawn(async move {
+                    // A millisecond late rather than early: the store compares with the wall clock.
+                    tokio::time::sleep(wait + Duration::from_millis(1)).await;
+                    if let Some(inner) = inner.upgrade() {
+                        inner.work_available.notify_one();
+                    }
+                });
+            }
         }
     }
 
     async fn run(self: Arc<Self>, claim: Claim, _slot: OwnedSemaphorePermit) {
         let Claim { operation, lease } = claim;
         let token = CancellationToken::new();
-        lock(&self.running).insert(operation.id.clone(), token.clone());
-        let kind = operation.kind.clone();
+        lock(&self.running).insert(operation.id.clone(), (lease.clone(), token.clone()));
+        let (kind, attempt, max_attempts, deadline_at) =
+            (operation.kind.clone(), operation.attempt, operation.max_attempts, operation.deadline_at);
         let started = tokio::time::Instant::now();
         let outcome = self.execute(operation, &lease, &token).await;
-        metrics::histogram!(names::OPERATION_RUN_DURATION, "kind" => kind).record(started.elapsed().as_secs_f64());
+        metrics::histogram!(names::OPERATION_RUN_DURATION, "kind" => kind.clone())
+            .record(started.elapsed().as_secs_f64());
         // Blocking work that outlived the race polls this token to stop.
         token.cancel();
         lock(&self.running).remove(&lease.operation_id);
+        if let Outcome::Failed(error) = &outcome
+            && error.retryable
+            && attempt < max_attempts
+            && let Some(policy) = self.registry.get(&kind).map(|kind| kind.retry_policy())
+        {
+            let not_before = OffsetDateTime::now_utc() + policy.backoff_after(attempt);
+            if not_before < deadline_at {
+                match self.store.retry(&lease, not_before).await {
+                    Ok(queued) => {
+                        metrics::counter!(names::OPERATIONS_RETRIED, "kind" => kind).increment(1);
+                        tracing::info!(operation_id = %queued.id, attempt, max_attempts, error = ?error.detail,
+                            "attempt failed; queued again");
+                        self.wake_at(queued.not_before);
+                        return;
+                    }
+                    Err(StoreError::LeaseLost) => {
+                        return tracing::debug!(operation_id = %lease.operation_id, "retry discarded: the operation had already ended");
+                    }
+                    Err(error) => {
+                        tracing::error!(operation_id = %lease.operation_id, %error, "could not queue a retry; failing it");
+                    }
+                }
+            }
+        }
         match self.store.finish(&lease, outcome).await {
             Ok(finished) => {
                 record_finished(&finished);
@@ -390,7 +464,13 @@ impl Inner {
         let Ok(remaining) = Duration::try_from(remaining) else {
             return Outcome::Failed(OperationError::deadline_exceeded());
         };
-        let ctx = OperationContext::new(Arc::clone(&self.store), lease.clone(), token.clone(), self.blocking.clone());
+        let ctx = OperationContext::new(
+            Arc::clone(&self.store),
+            lease.clone(),
+            operation.attempt,
+            token.clone(),
+            self.blocking.clone(),
+        );
         let work = AssertUnwindSafe(kind.run(ctx, operation.input)).catch_unwind();
         tokio::select! {
             result = work => match result {
@@ -494,8 +574,9 @@ impl Inner {
 /// What makes two submissions the same request: SHA-256 of kind, input and timeout, so a key's
 /// record stays small however large the input (serde_json sorts object keys, so equal requests
 /// hash alike).
-fn fingerprint(kind: &str, input: &Value, timeout: Duration) -> String {
-    let request = serde_json::json!([kind, input, timeout.as_millis() as u64]).to_string();
+fn fingerprint(kind: &str, input: &Value, timeout: Duration, not_before: Option<OffsetDateTime>) -> String {
+    let not_before = not_before.map(|at| at.unix_timestamp_nanos().to_string());
+    let request = serde_json::json!([kind, input, timeout.as_millis() as u64, not_before]).to_string();
     let digest = Sha256::digest(request.as_bytes());
     digest.iter().fold(String::with_capacity(64), |mut hex, byte| {
         let _ = write!(hex, "{byte:02x}");

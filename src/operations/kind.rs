@@ -24,6 +24,9 @@ pub trait OperationKind: Send + Sync + 'static {
     const NAME: &'static str;
     /// Used when a submission gives no `timeout_ms`.
     const DEFAULT_TIMEOUT: Duration;
+    /// How often, and how soon, an operation of this kind runs again after a retryable error
+    /// ([`OperationError::retryable`]) or a lost replica.
+    const RETRY: RetryPolicy = RetryPolicy::DEFAULT;
 
     /// Parsed from the submission's `input`; use `#[serde(deny_unknown_fields)]` so that typos
     /// are rejected rather than ignored.
@@ -46,11 +49,37 @@ pub trait OperationKind: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Self::Output, OperationError>> + Send;
 }
 
+/// How many attempts a kind gets, and the wait before each retry: `backoff`, doubled after every
+/// attempt, at most `max_backoff`. A retry is only queued if it can start before the deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included; 1 means never retry.
+    pub max_attempts: u32,
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl RetryPolicy {
+    /// Three attempts, one second before the second, two before the third.
+    pub const DEFAULT: Self =
+        Self { max_attempts: 3, backoff: Duration::from_secs(1), max_backoff: Duration::from_secs(60) };
+
+    /// Never run again: for work whose side effects cannot be made idempotent.
+    pub const NEVER: Self = Self { max_attempts: 1, ..Self::DEFAULT };
+
+    /// The wait after attempt `attempt` (1-based) failed.
+    pub fn backoff_after(&self, attempt: u32) -> Duration {
+        let doublings = attempt.saturating_sub(1).min(20);
+        self.backoff.saturating_mul(1 << doublings).min(self.max_backoff)
+    }
+}
+
 /// What a running operation can reach: its id, its cancellation token, progress reporting and
 /// the bounded blocking pool for CPU-bound work.
 #[derive(Clone)]
 pub struct OperationContext {
     id: String,
+    attempt: u32,
     cancellation: CancellationToken,
     progress: ProgressReporter,
     blocking: BlockingPool,
@@ -66,14 +95,24 @@ impl OperationContext {
     pub(crate) fn new(
         store: Arc<dyn OperationStore>,
         lease: Lease,
+        attempt: u32,
         cancellation: CancellationToken,
         blocking: BlockingPool,
     ) -> Self {
-        Self { id: lease.operation_id.clone(), cancellation, progress: ProgressReporter { store, lease }, blocking }
+        let id = lease.operation_id.clone();
+        Self { id, attempt, cancellation, progress: ProgressReporter { store, lease }, blocking }
     }
 
+    /// The operation's id: with [`attempt`](Self::attempt), what makes side effects idempotent
+    /// (an idempotency key for a payment API, a unique key for a row), since an operation may
+    /// run more than once.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Which attempt this is, from 1.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
     }
 
     /// Records progress (`percent` is capped at 100). If the operation has ended meanwhile
@@ -109,6 +148,7 @@ impl OperationContext {
 /// A kind with its types erased behind JSON.
 pub(crate) trait ErasedKind: Send + Sync {
     fn default_timeout(&self) -> Duration;
+    fn retry_policy(&self) -> RetryPolicy;
     fn check(&self, input: &Value) -> Result<(), String>;
     fn run(&self, ctx: OperationContext, input: Value) -> BoxFuture<'static, Result<Value, OperationError>>;
 }
@@ -118,6 +158,10 @@ struct Typed<K>(Arc<K>);
 impl<K: OperationKind> ErasedKind for Typed<K> {
     fn default_timeout(&self) -> Duration {
         K::DEFAULT_TIMEOUT
+    }
+
+    fn retry_policy(&self) -> RetryPolicy {
+        K::RETRY
     }
 
     fn check(&self, input: &Value) -> Result<(), String> {

@@ -62,16 +62,28 @@ pub struct OperationError {
     pub title: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// Whether another attempt may succeed (a timeout upstream, a lost connection). The executor
+    /// queues the operation again while its kind's retry policy and its deadline allow; a
+    /// permanent error ends it at once. Not part of the wire format.
+    #[serde(skip)]
+    pub retryable: bool,
 }
 
 impl OperationError {
     pub fn new(kind: impl Into<String>, title: impl Into<String>, detail: impl Into<Option<String>>) -> Self {
-        Self { kind: kind.into(), title: title.into(), detail: detail.into() }
+        Self { kind: kind.into(), title: title.into(), detail: detail.into(), retryable: false }
     }
 
-    /// The operation's own code reported failure.
+    /// The operation's own code reported failure, for good: no other attempt is made.
     pub fn failed(detail: impl Into<String>) -> Self {
         Self::new("operation-failed", "The operation failed", Some(detail.into()))
+    }
+
+    /// The operation's own code reported a failure another attempt may not meet: it is queued
+    /// again (see [`crate::operations::RetryPolicy`]), and ends `failed` with this error only
+    /// when no attempt is left.
+    pub fn retryable(detail: impl Into<String>) -> Self {
+        Self { retryable: true, ..Self::failed(detail) }
     }
 
     pub fn deadline_exceeded() -> Self {
@@ -130,7 +142,7 @@ impl Outcome {
     "input": {"ms": 3000, "steps": 3}, "progress": {"percent": 33, "message": "step 1 of 3"},
     "result": null, "error": null, "created_at": "2026-11-24T00:04:16.317536757Z",
     "started_at": "2026-11-24T00:04:16.318004934Z", "finished_at": null,
-    "deadline_at": "2026-11-24T00:05:16.317536757Z"
+    "deadline_at": "2026-11-24T00:05:16.317536757Z", "attempt": 1, "max_attempts": 3, "not_before": null
 }))]
 pub struct Operation {
     /// 128 random bits, hex-encoded.
@@ -161,6 +173,23 @@ pub struct Operation {
     /// Past this instant the operation is stopped and fails with `deadline-exceeded`.
     #[serde(with = "time::serde::rfc3339")]
     pub deadline_at: OffsetDateTime,
+    /// Which attempt is running or ran last: 0 until the first starts. An operation runs again
+    /// when its code reports a retryable error or its replica dies while running it, so its
+    /// code may run more than once (at least once, never twice at the same time).
+    #[serde(default)]
+    pub attempt: u32,
+    /// The attempts its kind's retry policy allows.
+    #[serde(default = "one")]
+    #[schema(minimum = 1)]
+    pub max_attempts: u32,
+    /// A queued operation starts no earlier than this: the submission's `not_before`, or the
+    /// backoff before a retry.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub not_before: Option<OffsetDateTime>,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl Operation {

@@ -16,6 +16,7 @@ pub const HTTP_REQUESTS_IN_FLIGHT: &str = "http_requests_in_flight";
 pub const OPERATIONS_SUBMITTED: &str = "operations_submitted_total";
 pub const OPERATIONS_FINISHED: &str = "operations_finished_total";
 pub const OPERATIONS_REJECTED: &str = "operations_rejected_total";
+pub const OPERATIONS_RETRIED: &str = "operations_retried_total";
 pub const OPERATIONS_RUNNING: &str = "operations_running";
 pub const OPERATIONS_QUEUED: &str = "operations_queued";
 pub const OPERATION_RUN_DURATION: &str = "operation_run_duration_seconds";
@@ -56,6 +57,7 @@ fn install() -> Recorder {
 }
 
 fn describe() {
+    describe_counter!(OPERATIONS_RETRIED, "Operations queued again after a retryable failure, by kind");
     describe_counter!(HTTP_REQUESTS, "HTTP requests answered, by method, route template and status");
     describe_gauge!(HTTP_REQUESTS_IN_FLIGHT, "HTTP requests being handled now");
     describe_counter!(OPERATIONS_SUBMITTED, "Operations accepted, by kind");

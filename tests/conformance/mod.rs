@@ -49,7 +49,9 @@ macro_rules! store_conformance {
             paging_neither_skips_nor_repeats_while_operations_arrive, expire_fails_what_can_no_longer_finish,
             purge_removes_only_old_finished_operations, counts_add_up, an_expired_key_submits_anew,
             a_key_outlives_its_deleted_operation, expired_keys_are_purged, concurrent_retries_create_one_operation,
-            a_deleted_operation_ends_its_watches
+            a_deleted_operation_ends_its_watches, not_before_holds_an_operation_back,
+            a_retry_queues_the_operation_again_under_a_new_lease, a_released_lease_is_claimed_again_at_once,
+            expire_queues_a_lost_operation_again_while_attempts_last
         );
         store_conformance!(@two $make;
             two_handles_see_one_store, two_handles_a_cancel_reaches_the_other_worker,
@@ -91,6 +93,8 @@ fn new_operation(kind: &str) -> NewOperation {
         created_at: now,
         deadline_at: now + Duration::from_secs(3600),
         idempotency: None,
+        max_attempts: 1,
+        not_before: None,
     }
 }
 
@@ -102,6 +106,11 @@ fn with_key(new: NewOperation, key: &str, fingerprint: &str) -> NewOperation {
 
 fn with_key_until(mut new: NewOperation, key: &str, fingerprint: &str, expires_at: OffsetDateTime) -> NewOperation {
     new.idempotency = Some(Idempotency { key: key.to_owned(), fingerprint: fingerprint.to_owned(), expires_at });
+    new
+}
+
+fn with_attempts(mut new: NewOperation, max_attempts: u32) -> NewOperation {
+    new.max_attempts = max_attempts;
     new
 }
 
@@ -543,4 +552,78 @@ pub async fn counts_add_up(store: Store) {
     store.finish(&claim.lease, Outcome::Succeeded(json!(1))).await.unwrap();
     let counts = store.counts().await.unwrap();
     assert_eq!((counts.queued, counts.running, counts.finished), (3, 1, 1));
+}
+
+pub async fn not_before_holds_an_operation_back(store: Store) {
+    let now = OffsetDateTime::now_utc();
+    let mut later = new_operation("sleep");
+    later.not_before = Some(now + Duration::from_secs(3600));
+    let later = store.create(later, ROOMY).await.unwrap().into_operation();
+    assert_eq!(later.not_before.map(|at| at > now), Some(true));
+    assert!(store.claim("worker", LEASE).await.unwrap().is_none(), "not before its time");
+    let mut due = new_operation("sleep");
+    due.not_before = Some(now - Duration::from_secs(1));
+    let due = store.create(due, ROOMY).await.unwrap().into_operation();
+    let now_op = create(&store, "sleep").await;
+    assert_eq!(store.claim("worker", LEASE).await.unwrap().unwrap().operation.id, due.id, "its time has come");
+    assert_eq!(store.claim("worker", LEASE).await.unwrap().unwrap().operation.id, now_op.id);
+    assert!(store.claim("worker", LEASE).await.unwrap().is_none());
+    assert_eq!(store.counts().await.unwrap().queued, 1, "a scheduled operation is queued");
+    let scheduled = ListQuery { status: Some(Status::Queued), page_size: 10, ..ListQuery::default() };
+    assert_eq!(store.list(&scheduled).await.unwrap().operations[0].id, later.id);
+}
+
+pub async fn a_retry_queues_the_operation_again_under_a_new_lease(store: Store) {
+    let op = store.create(with_attempts(new_operation("sleep"), 3), ROOMY).await.unwrap().into_operation();
+    assert_eq!((op.attempt, op.max_attempts), (0, 3));
+    let first = store.claim("worker", LEASE).await.unwrap().unwrap();
+    assert_eq!(first.operation.attempt, 1);
+    store.set_progress(&first.lease, Progress { percent: 50, message: None }).await.unwrap();
+    let later = OffsetDateTime::now_utc() + Duration::from_secs(3600);
+    let queued = store.retry(&first.lease, later).await.unwrap();
+    assert_eq!((queued.status, queued.done, queued.attempt), (Status::Queued, false, 1));
+    assert_eq!(queued.progress, Progress::default(), "a new attempt starts from nothing");
+    assert!(store.claim("worker", LEASE).await.unwrap().is_none(), "the backoff holds it back");
+    assert!(matches!(store.retry(&first.lease, later).await, Err(StoreError::LeaseLost)), "retried once");
+    assert!(matches!(store.finish(&first.lease, Outcome::Succeeded(json!(1))).await, Err(StoreError::LeaseLost)));
+
+    let again = store.create(with_attempts(new_operation("sleep"), 3), ROOMY).await.unwrap().into_operation();
+    let first = store.claim("worker", LEASE).await.unwrap().unwrap();
+    assert_eq!(first.operation.id, again.id);
+    store.retry(&first.lease, OffsetDateTime::now_utc()).await.unwrap();
+    let second = store.claim("worker", LEASE).await.unwrap().expect("due at once");
+    assert_eq!((second.operation.id.as_str(), second.operation.attempt), (again.id.as_str(), 2));
+    assert_ne!(second.lease.token, first.lease.token, "a new claim, a new token");
+    // Fencing after a re-claim: the first attempt's late writes change nothing.
+    assert!(matches!(store.heartbeat(&first.lease, LEASE).await, Err(StoreError::LeaseLost)));
+    assert!(matches!(store.finish(&first.lease, Outcome::Succeeded(json!("late"))).await, Err(StoreError::LeaseLost)));
+    let done = store.finish(&second.lease, Outcome::Succeeded(json!("second"))).await.unwrap();
+    assert_eq!((done.result, done.attempt), (Some(json!("second")), 2));
+}
+
+pub async fn a_released_lease_is_claimed_again_at_once(store: Store) {
+    let op = create(&store, "sleep").await;
+    let claim = store.claim("worker-a", LEASE).await.unwrap().unwrap();
+    let released = store.release(&claim.lease).await.unwrap();
+    assert_eq!((released.status, released.attempt), (Status::Queued, 0), "the interrupted attempt does not count");
+    assert!(matches!(store.release(&claim.lease).await, Err(StoreError::LeaseLost)));
+    assert!(matches!(store.finish(&claim.lease, Outcome::Succeeded(json!(1))).await, Err(StoreError::LeaseLost)));
+    let again = store.claim("worker-b", LEASE).await.unwrap().expect("claimable at once");
+    assert_eq!((again.operation.id, again.operation.attempt), (op.id, 1));
+}
+
+pub async fn expire_queues_a_lost_operation_again_while_attempts_last(store: Store) {
+    let op = store.create(with_attempts(new_operation("sleep"), 2), ROOMY).await.unwrap().into_operation();
+    let first = store.claim("worker", Duration::from_secs(5)).await.unwrap().unwrap();
+    let later = OffsetDateTime::now_utc() + Duration::from_secs(60);
+    let changed = store.expire(later).await.unwrap();
+    assert_eq!(changed.len(), 1);
+    assert_eq!((changed[0].status, changed[0].attempt, changed[0].error.is_none()), (Status::Queued, 1, true));
+    assert!(matches!(store.finish(&first.lease, Outcome::Succeeded(json!(1))).await, Err(StoreError::LeaseLost)));
+    let second = store.claim("worker", Duration::from_secs(5)).await.unwrap().expect("queued again");
+    assert_eq!((second.operation.id.as_str(), second.operation.attempt), (op.id.as_str(), 2));
+    let changed = store.expire(later).await.unwrap();
+    assert_eq!(changed.len(), 1);
+    assert_eq!(changed[0].status, Status::Failed, "no attempt left");
+    assert_eq!(changed[0].error.as_ref().map(|e| e.kind.as_str()), Some("worker-lost"));
 }

@@ -34,15 +34,20 @@ const POLL_AFTER_SECS: u32 = 1;
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({ "kind": "sleep", "input": { "ms": 3000, "steps": 3 }, "timeout_ms": 60000 }))]
 pub struct SubmitRequest {
-    /// A registered kind: `sleep`, `fanout`, `digest`, `fail`, `panic`, or your own.
+    /// A registered kind: `sleep`, `fanout`, `digest`, `fail`, `panic`, `flaky`, or your own.
     kind: String,
     /// The kind's input; each kind documents its fields.
     #[serde(default = "empty_object")]
     #[schema(value_type = Object)]
     input: Value,
-    /// Deadline from submission, in milliseconds; the kind's default when absent.
+    /// Deadline in milliseconds, counted from the start asked by `not_before` (or from
+    /// submission); the kind's default when absent.
     #[schema(minimum = 1)]
     timeout_ms: Option<u64>,
+    /// RFC 3339: start no earlier than this (at most a year ahead). A time already past means now.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    not_before: Option<time::OffsetDateTime>,
 }
 
 fn empty_object() -> Value {
@@ -85,6 +90,7 @@ pub async fn submit(
         input: request.input,
         timeout: request.timeout_ms.map(Duration::from_millis),
         idempotency_key: idempotency_key(&headers)?,
+        not_before: request.not_before,
     };
     let operation = state.executor.submit(submission).await?.into_operation();
     let Some(wait) = preferred_wait(&headers) else { return Ok(accepted(operation)) };

@@ -28,8 +28,11 @@ struct Inner {
     records: HashMap<String, Record>,
     /// Creation order → id: listing walks it newest first.
     by_seq: BTreeMap<u64, String>,
-    /// Queued operations in submission order.
+    /// Queued operations that may start now, in submission order.
     queue: BTreeMap<u64, String>,
+    /// Queued operations waiting for their `not_before`: (not before, seq) → id. Claims move the
+    /// ones whose time has come into `queue`.
+    scheduled: BTreeMap<(OffsetDateTime, u64), String>,
     running: BTreeSet<String>,
     /// (finished at, seq) → id: retention removes from the front.
     finished: BTreeMap<(OffsetDateTime, u64), String>,
@@ -91,12 +94,53 @@ impl Inner {
             return Err(StoreError::AlreadyFinished);
         }
         record.lease = None;
-        record.state.send_modify(|op| op.finish(outcome, now));
         let seq = record.seq;
+        let not_before = record.state.borrow().not_before;
+        record.state.send_modify(|op| op.finish(outcome, now));
         let snapshot = record.state.borrow().clone();
-        self.queue.remove(&seq);
+        self.unqueue(seq, not_before);
         self.running.remove(id);
         self.finished.insert((now, seq), id.to_owned());
+        Ok(snapshot)
+    }
+
+    fn unqueue(&mut self, seq: u64, not_before: Option<OffsetDateTime>) {
+        self.queue.remove(&seq);
+        if let Some(at) = not_before {
+            self.scheduled.remove(&(at, seq));
+        }
+    }
+
+    /// Puts a queued operation in the queue, or among the scheduled ones if it must wait.
+    fn enqueue(&mut self, seq: u64, id: String, not_before: Option<OffsetDateTime>, now: OffsetDateTime) {
+        match not_before {
+            Some(at) if at > now => self.scheduled.insert((at, seq), id),
+            _ => self.queue.insert(seq, id),
+        };
+    }
+
+    /// Takes a running operation back to `queued`: its lease ends, it starts no earlier than
+    /// `not_before`, and with `give_back_attempt` the attempt it was on does not count.
+    fn requeue(
+        &mut self,
+        id: &str,
+        not_before: Option<OffsetDateTime>,
+        give_back_attempt: bool,
+        now: OffsetDateTime,
+    ) -> Result<Operation, StoreError> {
+        let record = self.records.get_mut(id).ok_or(StoreError::NotFound)?;
+        record.lease = None;
+        record.state.send_modify(|op| {
+            op.status = Status::Queued;
+            op.progress = Progress::default();
+            op.not_before = not_before;
+            if give_back_attempt {
+                op.attempt = op.attempt.saturating_sub(1);
+            }
+        });
+        let (seq, snapshot) = (record.seq, record.state.borrow().clone());
+        self.running.remove(id);
+        self.enqueue(seq, id.to_owned(), not_before, now);
         Ok(snapshot)
     }
 
@@ -147,7 +191,7 @@ impl OperationStore for MemoryStore {
         {
             return replayed;
         }
-        if inner.queue.len() >= queue_capacity {
+        if inner.queue.len() + inner.scheduled.len() >= queue_capacity {
             return Err(StoreError::QueueFull);
         }
         let seq = inner.next_seq;
@@ -165,6 +209,9 @@ impl OperationStore for MemoryStore {
             started_at: None,
             finished_at: None,
             deadline_at: new.deadline_at,
+            attempt: 0,
+            max_attempts: new.max_attempts,
+            not_before: new.not_before,
         };
         if let Some(idem) = new.idempotency {
             inner.key_expiry.insert((idem.expires_at, seq), idem.key.clone());
@@ -179,7 +226,7 @@ impl OperationStore for MemoryStore {
         let (state, _) = watch::channel(operation.clone());
         inner.records.insert(new.id.clone(), Record { seq, state, lease: None });
         inner.by_seq.insert(seq, new.id.clone());
-        inner.queue.insert(seq, new.id);
+        inner.enqueue(seq, new.id, new.not_before, OffsetDateTime::now_utc());
         Ok(Created::New(operation))
     }
 
@@ -212,16 +259,22 @@ impl OperationStore for MemoryStore {
     /// One process owns a memory store, so the worker is not recorded; a shared store records it.
     async fn claim(&self, _worker: &str, lease_ttl: Duration) -> Result<Option<Claim>, StoreError> {
         let mut inner = self.lock();
+        let now = OffsetDateTime::now_utc();
+        // What is scheduled for later stays; what is due joins the queue in submission order.
+        let later = inner.scheduled.split_off(&(now, u64::MAX));
+        for ((_, seq), id) in std::mem::replace(&mut inner.scheduled, later) {
+            inner.queue.insert(seq, id);
+        }
         let Some((_, id)) = inner.queue.pop_first() else { return Ok(None) };
         inner.next_lease += 1;
         let token = inner.next_lease;
-        let now = OffsetDateTime::now_utc();
         inner.running.insert(id.clone());
         let record = inner.records.get_mut(&id).ok_or(StoreError::NotFound)?;
         record.lease = Some(HeldLease { token, expires_at: now + lease_ttl });
         record.state.send_modify(|op| {
             op.status = Status::Running;
             op.started_at = Some(now);
+            op.attempt += 1;
         });
         let operation = record.state.borrow().clone();
         Ok(Some(Claim { operation, lease: Lease { operation_id: id, token } }))
@@ -252,6 +305,18 @@ impl OperationStore for MemoryStore {
         inner.end(&lease.operation_id, outcome, OffsetDateTime::now_utc())
     }
 
+    async fn retry(&self, lease: &Lease, not_before: OffsetDateTime) -> Result<Operation, StoreError> {
+        let mut inner = self.lock();
+        inner.leased(lease)?;
+        inner.requeue(&lease.operation_id, Some(not_before), false, OffsetDateTime::now_utc())
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<Operation, StoreError> {
+        let mut inner = self.lock();
+        inner.leased(lease)?;
+        inner.requeue(&lease.operation_id, None, true, OffsetDateTime::now_utc())
+    }
+
     async fn cancel(&self, id: &str, reason: OperationError) -> Result<Operation, StoreError> {
         self.lock().end(id, Outcome::Cancelled(reason), OffsetDateTime::now_utc())
     }
@@ -273,11 +338,18 @@ impl OperationStore for MemoryStore {
             .filter(|id| inner.records[*id].lease.as_ref().is_some_and(|l| l.expires_at < now))
             .cloned()
             .collect();
-        let overdue: Vec<String> =
-            inner.queue.values().filter(|id| inner.records[*id].state.borrow().deadline_at < now).cloned().collect();
+        let overdue: Vec<String> = (inner.queue.values().chain(inner.scheduled.values()))
+            .filter(|id| inner.records[*id].state.borrow().deadline_at < now)
+            .cloned()
+            .collect();
         let mut ended = Vec::with_capacity(lost.len() + overdue.len());
         for id in lost {
-            ended.push(inner.end(&id, Outcome::Failed(OperationError::worker_lost()), now)?);
+            let op = inner.records[&id].state.borrow().clone();
+            if op.attempt < op.max_attempts && op.deadline_at > now {
+                ended.push(inner.requeue(&id, None, false, now)?);
+            } else {
+                ended.push(inner.end(&id, Outcome::Failed(OperationError::worker_lost()), now)?);
+            }
         }
         for id in overdue {
             ended.push(inner.end(&id, Outcome::Failed(OperationError::deadline_exceeded()), now)?);
@@ -307,7 +379,8 @@ impl OperationStore for MemoryStore {
 
     async fn counts(&self) -> Result<Counts, StoreError> {
         let inner = self.lock();
-        Ok(Counts { queued: inner.queue.len(), running: inner.running.len(), finished: inner.finished.len() })
+        let queued = inner.queue.len() + inner.scheduled.len();
+        Ok(Counts { queued, running: inner.running.len(), finished: inner.finished.len() })
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

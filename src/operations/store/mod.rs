@@ -42,7 +42,8 @@ pub trait OperationStore: Send + Sync + 'static {
     /// meanwhile are neither skipped nor repeated.
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError>;
 
-    /// Marks the oldest queued operation `running` under a fresh lease for `worker`.
+    /// Marks the oldest queued operation whose `not_before` has come `running` under a fresh
+    /// lease for `worker`, and counts the attempt.
     async fn claim(&self, worker: &str, lease_ttl: Duration) -> Result<Option<Claim>, StoreError>;
 
     /// Extends the lease; [`StoreError::LeaseLost`] means the worker must stop.
@@ -53,6 +54,14 @@ pub trait OperationStore: Send + Sync + 'static {
     /// Ends a claimed operation, only if `lease` is still its current lease.
     async fn finish(&self, lease: &Lease, outcome: Outcome) -> Result<Operation, StoreError>;
 
+    /// Queues a claimed operation again, to start no earlier than `not_before`: its attempt
+    /// failed with a retryable error. Only with the current lease.
+    async fn retry(&self, lease: &Lease, not_before: OffsetDateTime) -> Result<Operation, StoreError>;
+
+    /// Gives a claimed operation back, queued as if the attempt had not started: this process
+    /// is draining, and another should take it at once rather than after the lease expires.
+    async fn release(&self, lease: &Lease) -> Result<Operation, StoreError>;
+
     /// Ends a queued or running operation as `cancelled` at once and invalidates its lease.
     /// [`StoreError::AlreadyFinished`] if it had ended already.
     async fn cancel(&self, id: &str, reason: OperationError) -> Result<Operation, StoreError>;
@@ -60,8 +69,10 @@ pub trait OperationStore: Send + Sync + 'static {
     /// Removes a finished operation. [`StoreError::NotFinished`] while it is queued or running.
     async fn delete(&self, id: &str) -> Result<(), StoreError>;
 
-    /// Fails what can no longer finish as of `now`: running operations whose lease expired
-    /// (`worker-lost`) and queued ones past their deadline (`deadline-exceeded`).
+    /// Deals with what its worker can no longer finish as of `now`, and returns what changed:
+    /// a running operation whose lease expired is queued again if it has attempts left and its
+    /// deadline has not passed, and fails `worker-lost` if not; a queued one past its deadline
+    /// fails `deadline-exceeded`.
     async fn expire(&self, now: OffsetDateTime) -> Result<Vec<Operation>, StoreError>;
 
     /// Removes operations that finished before `cutoff`; returns how many. Their idempotency keys
@@ -102,6 +113,10 @@ pub struct NewOperation {
     pub created_at: OffsetDateTime,
     pub deadline_at: OffsetDateTime,
     pub idempotency: Option<Idempotency>,
+    /// From the kind's retry policy.
+    pub max_attempts: u32,
+    /// Not to start before this; `None` for as soon as possible.
+    pub not_before: Option<OffsetDateTime>,
 }
 
 /// An `Idempotency-Key` and a fingerprint of the request it came with: the same key with

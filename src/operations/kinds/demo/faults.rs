@@ -1,11 +1,12 @@
-//! `fail` and `panic`: operations that go wrong on purpose, to see (and test) that a failure
-//! is reported and a panic is contained without disturbing anything else.
+//! `fail`, `panic` and `flaky`: operations that go wrong on purpose, to see (and test) that a
+//! failure is reported, a panic is contained without disturbing anything else, and a retryable
+//! failure is retried.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::operations::{OperationContext, OperationError, OperationKind};
+use crate::operations::{OperationContext, OperationError, OperationKind, RetryPolicy};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,5 +71,49 @@ impl OperationKind for Panic {
     async fn run(&self, _ctx: OperationContext, input: FaultInput) -> Result<Never, OperationError> {
         tokio::time::sleep(Duration::from_millis(input.after_ms)).await;
         panic!("{}", input.message);
+    }
+}
+
+/// Fails with a retryable error on its first `failures` attempts, then succeeds: retries seen
+/// from outside. Its own retry policy (five attempts, quick backoff) shows how a kind sets one.
+pub struct Flaky;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlakyInput {
+    /// Attempts that fail before one succeeds; 4 or fewer succeed within the policy.
+    pub failures: u32,
+    /// Each attempt takes this long.
+    #[serde(default)]
+    pub ms: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FlakyOutput {
+    /// The attempt that succeeded.
+    pub attempt: u32,
+}
+
+impl OperationKind for Flaky {
+    const NAME: &'static str = "flaky";
+    const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+    const RETRY: RetryPolicy =
+        RetryPolicy { max_attempts: 5, backoff: Duration::from_millis(100), max_backoff: Duration::from_secs(2) };
+    type Input = FlakyInput;
+    type Output = FlakyOutput;
+
+    fn validate(&self, input: &FlakyInput) -> Result<(), String> {
+        match (input.failures, input.ms) {
+            (0..=10, 0..=60_000) => Ok(()),
+            _ => Err("`failures` must be at most 10 and `ms` at most 60000".to_owned()),
+        }
+    }
+
+    async fn run(&self, ctx: OperationContext, input: FlakyInput) -> Result<FlakyOutput, OperationError> {
+        tokio::time::sleep(Duration::from_millis(input.ms)).await;
+        if ctx.attempt() <= input.failures {
+            return Err(OperationError::retryable(format!("attempt {} failed on purpose", ctx.attempt())));
+        }
+        Ok(FlakyOutput { attempt: ctx.attempt() })
     }
 }

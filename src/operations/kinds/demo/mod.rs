@@ -8,11 +8,11 @@ mod sleep;
 
 pub use digest::Digest;
 pub use fanout::Fanout;
-pub use faults::{Fail, Panic};
+pub use faults::{Fail, Flaky, Panic};
 pub use sleep::Sleep;
 
 use crate::operations::Registry;
 
 pub fn register(registry: Registry) -> Registry {
-    registry.register(Sleep).register(Fanout).register(Digest).register(Fail).register(Panic)
+    registry.register(Sleep).register(Fanout).register(Digest).register(Fail).register(Panic).register(Flaky)
 }

@@ -236,8 +236,8 @@ impl OperationStore for PostgresStore {
         // as arrive at that same instant: a back-pressure limit, not an exact one.
         let sql = format!(
             "WITH created AS (
-               INSERT INTO keel_operations (id, kind, status, input, created_at, deadline_at)
-               SELECT $2, $3, 'queued', $4, $5, $6
+               INSERT INTO keel_operations (id, kind, status, input, created_at, deadline_at, max_attempts, not_before)
+               SELECT $2, $3, 'queued', $4, $5, $6, $8, $9
                WHERE (SELECT count(*) FROM keel_operations WHERE status = 'queued') < $7
                RETURNING {OPERATION_COLUMNS})
              SELECT created.*, pg_notify($1, 'q') FROM created"
@@ -251,6 +251,8 @@ impl OperationStore for PostgresStore {
             .bind(new.created_at)
             .bind(new.deadline_at)
             .bind(capacity)
+            .bind(i32::try_from(new.max_attempts).unwrap_or(i32::MAX))
+            .bind(new.not_before)
             .fetch_optional(&mut *tx)
             .await
             .map_err(classify)?;
@@ -298,9 +300,11 @@ impl OperationStore for PostgresStore {
         let now = OffsetDateTime::now_utc();
         let sql = announced(
             "UPDATE keel_operations SET status = 'running', started_at = $2, worker = $3,
-               lease_token = nextval('keel_lease_tokens'), lease_expires_at = $4, version = version + 1
-             WHERE id = (SELECT id FROM keel_operations WHERE status = 'queued' ORDER BY seq
-                         LIMIT 1 FOR UPDATE SKIP LOCKED)",
+               lease_token = nextval('keel_lease_tokens'), lease_expires_at = $4, attempt = attempt + 1,
+               version = version + 1
+             WHERE id = (SELECT id FROM keel_operations
+                         WHERE status = 'queued' AND (not_before IS NULL OR not_before <= $2)
+                         ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED)",
         );
         let row = sqlx::query(&sql)
             .bind(&self.shared.channel)
@@ -382,6 +386,14 @@ impl OperationStore for PostgresStore {
         Ok(operation_from_row(&row)?.0)
     }
 
+    async fn retry(&self, lease: &Lease, not_before: OffsetDateTime) -> Result<Operation, StoreError> {
+        self.requeue(lease, "not_before = $4", Some(not_before)).await
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<Operation, StoreError> {
+        self.requeue(lease, "not_before = NULL, attempt = greatest(attempt - 1, 0)", None).await
+    }
+
     async fn cancel(&self, id: &str, reason: OperationError) -> Result<Operation, StoreError> {
         let sql = announced(
             "UPDATE keel_operations SET status = 'cancelled', error = $3, finished_at = $4,
@@ -427,8 +439,13 @@ impl OperationStore for PostgresStore {
         if !try_sweeper_lock(&mut tx, self.shared.sweeper_lock).await? {
             return Ok(Vec::new());
         }
+        // A lost worker's operation runs again while it has attempts and time left.
         let lost = announced(
-            "UPDATE keel_operations SET status = 'failed', error = $3, finished_at = $2,
+            "UPDATE keel_operations SET
+               status = CASE WHEN attempt < max_attempts AND deadline_at > $2 THEN 'queued' ELSE 'failed' END,
+               error = CASE WHEN attempt < max_attempts AND deadline_at > $2 THEN NULL ELSE $3 END,
+               finished_at = CASE WHEN attempt < max_attempts AND deadline_at > $2 THEN NULL ELSE $2 END,
+               progress_percent = 0, progress_message = NULL, not_before = NULL,
                lease_token = NULL, lease_expires_at = NULL, version = version + 1
              WHERE status = 'running' AND lease_expires_at < $2",
         );
@@ -448,6 +465,14 @@ impl OperationStore for PostgresStore {
             for row in &rows {
                 ended.push(operation_from_row(row)?.0);
             }
+        }
+        if ended.iter().any(|operation| !operation.done) {
+            // Operations queued again: work for every replica.
+            sqlx::query("SELECT pg_notify($1, 'q')")
+                .bind(&self.shared.channel)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
         }
         tx.commit().await.map_err(classify)?;
         Ok(ended)
@@ -529,6 +554,32 @@ impl OperationStore for PostgresStore {
 }
 
 impl PostgresStore {
+    /// Takes a running operation back to `queued` with `set` (`$4` is `not_before`, if given),
+    /// fenced by the lease, and announces it: new work for every replica.
+    async fn requeue(
+        &self,
+        lease: &Lease,
+        set: &str,
+        not_before: Option<OffsetDateTime>,
+    ) -> Result<Operation, StoreError> {
+        let Some(token) = lease_token(lease) else { return Err(StoreError::LeaseLost) };
+        let sql = format!(
+            "WITH changed AS (
+               UPDATE keel_operations SET status = 'queued', {set}, progress_percent = 0, progress_message = NULL,
+                 lease_token = NULL, lease_expires_at = NULL, version = version + 1
+               WHERE id = $2 AND lease_token = $3 AND status = 'running'
+               RETURNING {OPERATION_COLUMNS})
+             SELECT changed.*, pg_notify($1, 'c' || changed.id), pg_notify($1, 'q') FROM changed"
+        );
+        let mut query = sqlx::query(&sql).bind(&self.shared.channel).bind(&lease.operation_id).bind(token);
+        if let Some(not_before) = not_before {
+            query = query.bind(not_before);
+        }
+        let row = query.fetch_optional(&self.pool).await.map_err(classify)?;
+        let row = row.ok_or(StoreError::LeaseLost)?;
+        Ok(operation_from_row(&row)?.0)
+    }
+
     /// Runs a batched `DELETE` (`$1` the cutoff, `$2` the batch size, `$3` the channel if given)
     /// until a batch comes back short, under the sweeper's lock.
     async fn purge(&self, sql: &str, cutoff: OffsetDateTime, channel: Option<&str>) -> Result<usize, StoreError> {

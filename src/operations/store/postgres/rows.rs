@@ -13,7 +13,7 @@ use crate::operations::store::StoreError;
 
 /// The columns [`operation_from_row`] reads, plus those the store reads itself.
 pub const OPERATION_COLUMNS: &str = "seq, id, kind, status, input, progress_percent, progress_message, result, error, \
-     created_at, started_at, finished_at, deadline_at, lease_token, version";
+     created_at, started_at, finished_at, deadline_at, attempt, max_attempts, not_before, lease_token, version";
 
 /// The operation in `row`, and its version.
 pub fn operation_from_row(row: &PgRow) -> Result<(Operation, i64), StoreError> {
@@ -41,6 +41,14 @@ pub fn operation_from_row(row: &PgRow) -> Result<(Operation, i64), StoreError> {
         started_at: row.try_get("started_at").map_err(classify)?,
         finished_at: row.try_get("finished_at").map_err(classify)?,
         deadline_at: row.try_get("deadline_at").map_err(classify)?,
+        attempt: count(row, "attempt")?,
+        max_attempts: count(row, "max_attempts")?,
+        not_before: row.try_get("not_before").map_err(classify)?,
     };
     Ok((operation, row.try_get("version").map_err(classify)?))
+}
+
+fn count(row: &PgRow, column: &str) -> Result<u32, StoreError> {
+    let value: i32 = row.try_get(column).map_err(classify)?;
+    Ok(u32::try_from(value).unwrap_or(0))
 }
