@@ -408,6 +408,7 @@ impl Inner {
         lock(&self.running).insert(operation.id.clone(), (lease.clone(), token.clone()));
         let (kind, attempt, max_attempts, deadline_at) =
             (operation.kind.clone(), operation.attempt, operation.max_attempts, operation.deadline_at);
+        tracing::debug!(operation_id = %operation.id, kind, attempt, "operation started");
         let started = tokio::time::Instant::now();
         let outcome = self.execute(operation, &lease, &token).await;
         metrics::histogram!(names::OPERATION_RUN_DURATION, "kind" => kind.clone())
@@ -439,7 +440,7 @@ impl Inner {
                 }
             }
         }
-        match self.store.finish(&lease, outcome).await {
+        match self.record_end(&lease, outcome).await {
             Ok(finished) => {
                 record_finished(&finished);
                 tracing::debug!(operation_id = %finished.id, status = finished.status.as_str(), "operation finished");
@@ -449,6 +450,23 @@ impl Inner {
             }
             Err(error) => {
                 tracing::error!(operation_id = %lease.operation_id, %error, "could not record an operation's end")
+            }
+        }
+    }
+
+    /// Writes the outcome, trying again while the store is unreachable and the lease may still
+    /// hold: a result lost to a short database outage would otherwise cost a whole new attempt.
+    async fn record_end(&self, lease: &Lease, outcome: Outcome) -> Result<Operation, StoreError> {
+        let give_up = tokio::time::Instant::now() + self.settings.lease_ttl;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self.store.finish(lease, outcome.clone()).await {
+                Err(StoreError::Unavailable(error)) if tokio::time::Instant::now() + pause < give_up => {
+                    tracing::warn!(operation_id = %lease.operation_id, %error, "store unavailable; recording the end again shortly");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                other => return other,
             }
         }
     }

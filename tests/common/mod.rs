@@ -6,6 +6,7 @@
 
 pub mod postgres;
 pub mod process;
+pub mod proxy;
 
 use std::sync::Once;
 

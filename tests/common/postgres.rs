@@ -39,10 +39,29 @@ impl TestSchema {
         Some(Self { name, server })
     }
 
-    /// The server's URL with this schema as the search path: what `DATABASE_URL` would hold.
+    /// The server's URL with this schema as the search path, and its name as the connections'
+    /// application name (to find them in `pg_stat_activity`): what `DATABASE_URL` would hold.
     pub fn url(&self) -> String {
         let separator = if self.server.contains('?') { '&' } else { '?' };
-        format!("{}{separator}options=-c%20search_path%3D{}", self.server, self.name)
+        format!("{}{separator}options=-c%20search_path%3D{}&application_name={}", self.server, self.name, self.name)
+    }
+
+    /// A connection of the test's own to this schema, to look at the table directly.
+    pub async fn connect(&self) -> PgConnection {
+        PgConnection::connect_with(&self.options()).await.expect("connect to the test schema")
+    }
+
+    /// Ends every connection keel holds to this schema, as a Postgres restart would.
+    pub async fn terminate_connections(&self) -> i64 {
+        let mut admin = PgConnection::connect(&self.server).await.expect("connect as admin");
+        sqlx::query_scalar(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE application_name = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(&self.name)
+        .fetch_one(&mut admin)
+        .await
+        .expect("terminate the schema's connections")
     }
 
     pub fn settings(&self) -> DatabaseSettings {
