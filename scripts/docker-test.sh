@@ -16,6 +16,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 step "tools"
 need=()
 for tool in buildah podman runc debootstrap podman-compose curl; do command -v "$tool" >/dev/null || need+=("$tool"); done
+command -v psql >/dev/null || need+=(postgresql-client)
 if [ ${#need[@]} -gt 0 ]; then apt-get update -q && apt-get install -y -q "${need[@]}"; fi
 venv=${TOOLS_VENV:-.venv}
 if ! "$venv/bin/hadolint" --version >/dev/null 2>&1 || ! "$venv/bin/kubernetes-validate" --version >/dev/null 2>&1; then
@@ -92,6 +93,35 @@ echo "slow request: HTTP $status; container exit code: $exit_code"
 [ "$status" = 200 ] || fail "the in-flight request got $status"
 [ "$exit_code" = 0 ] || fail "the container exited with $exit_code"
 podman logs "$name" | grep -q '"message":"shutdown complete"' || fail "no clean shutdown in the logs"
+
+step "the Postgres store: two containers share the host's Postgres"
+# Host networking reaches the machine's Postgres (CI starts it); a schema of its own, dropped after.
+psql_url=${DOCKER_TEST_DATABASE:-postgresql://postgres@127.0.0.1:5432/test}
+schema="keel_docker_test_$$"
+psql "$psql_url" -qc "CREATE SCHEMA $schema"
+cleanup() {
+    podman rm -f "$name" "$name-pg-1" "$name-pg-2" >/dev/null 2>&1 || true
+    psql "$psql_url" -qc "DROP SCHEMA IF EXISTS $schema CASCADE" >/dev/null 2>&1 || true
+}
+database_url="postgres://postgres@127.0.0.1:5432/test?options=-c%20search_path%3D$schema"
+ports=()
+for replica in 1 2; do
+    replica_port=$(scripts/free-port)
+    ports+=("$replica_port")
+    "${run[@]}" -d --read-only --network host --name "$name-pg-$replica" \
+        -e APP_SERVER__HOST=127.0.0.1 -e APP_SERVER__PORT="$replica_port" \
+        -e APP_OPERATIONS__STORE=postgres -e DATABASE_URL="$database_url" "$image" >/dev/null
+done
+for replica_port in "${ports[@]}"; do
+    for _ in $(seq 1 120); do curl -fsS "http://127.0.0.1:$replica_port/readyz" >/dev/null 2>&1 && break; sleep 0.25; done
+    curl -fsS "http://127.0.0.1:$replica_port/readyz" >/dev/null || { podman logs "$name-pg-1" | tail -20; fail "a Postgres replica never became ready"; }
+done
+id=$(curl -fsS "http://127.0.0.1:${ports[0]}/v1/operations" -H 'content-type: application/json' \
+    -d '{"kind":"sleep","input":{"ms":200}}' | sed 's/.*"id":"\([0-9a-f]*\)".*/\1/')
+waited=$(curl -fsS "http://127.0.0.1:${ports[1]}/v1/operations/$id/wait?timeout_ms=10000")
+grep -q '"status":"succeeded"' <<<"$waited" || fail "submitted on one replica, the other saw: $waited"
+echo "submitted on replica 1, long-polled to success on replica 2: $id"
+podman rm -f "$name-pg-1" "$name-pg-2" >/dev/null
 
 step "compose.yaml"
 scripts/compose-test.sh "$image"

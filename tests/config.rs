@@ -84,3 +84,37 @@ fn long_polls_must_end_before_the_request_timeout() {
     let error = load(&[("APP_OPERATIONS__MAX_WAIT_MS", "60000")]).unwrap_err();
     assert!(error.contains("operations.max_wait_ms"), "{error}");
 }
+
+#[test]
+fn database_url_comes_from_the_platform_variable_and_is_never_printed() {
+    let url = "postgres://keel:hunter2@db.internal:5432/keel";
+    let settings = load(&[("DATABASE_URL", url)]).unwrap();
+    assert_eq!(settings.database.url.as_ref().map(|u| u.expose().as_str()), Some(url));
+    let printed = format!("{} {settings:?}", serde_json::to_string(&settings).unwrap());
+    assert!(!printed.contains("hunter2"), "{printed}");
+    assert!(printed.contains("[redacted]"));
+    let ours = load(&[("DATABASE_URL", url), ("APP_DATABASE__URL", "postgres://other/db")]).unwrap();
+    assert_eq!(ours.database.url.unwrap().expose(), "postgres://other/db", "APP_* wins, as over PORT");
+}
+
+#[test]
+fn the_postgres_store_needs_a_database_url() {
+    let error = load(&[("APP_OPERATIONS__STORE", "postgres")]).unwrap_err();
+    assert!(error.contains("database.url") && error.contains("DATABASE_URL"), "{error}");
+    let settings = load(&[("APP_OPERATIONS__STORE", "postgres"), ("DATABASE_URL", "postgres://h/db")]).unwrap();
+    assert_eq!(settings.operations.store, keel::config::StoreKind::Postgres);
+    let error = load(&[("APP_OPERATIONS__STORE", "mysql")]).unwrap_err();
+    assert!(error.contains("operations.store"), "{error}");
+}
+
+#[test]
+fn heartbeats_must_come_well_within_the_lease() {
+    let error = load(&[("APP_OPERATIONS__LEASE_TTL_MS", "1000"), ("APP_OPERATIONS__HEARTBEAT_INTERVAL_MS", "500")])
+        .unwrap_err();
+    assert!(error.contains("operations.heartbeat_interval_ms") && error.contains("a third"), "{error}");
+    assert!(
+        load(&[("APP_OPERATIONS__LEASE_TTL_MS", "1500"), ("APP_OPERATIONS__HEARTBEAT_INTERVAL_MS", "500")]).is_ok()
+    );
+    let error = load(&[("APP_DATABASE__MAX_CONNECTIONS", "0")]).unwrap_err();
+    assert!(error.contains("database.max_connections"), "{error}");
+}

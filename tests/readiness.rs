@@ -34,8 +34,8 @@ impl OperationStore for Flaky {
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
         self.inner.list(query).await
     }
-    async fn claim(&self, worker: &str, ttl: Duration) -> Result<Option<Claim>, StoreError> {
-        self.inner.claim(worker, ttl).await
+    async fn claim_many(&self, worker: &str, ttl: Duration, max: usize) -> Result<Vec<Claim>, StoreError> {
+        self.inner.claim_many(worker, ttl, max).await
     }
     async fn heartbeat(&self, lease: &Lease, ttl: Duration) -> Result<(), StoreError> {
         self.inner.heartbeat(lease, ttl).await

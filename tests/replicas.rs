@@ -307,3 +307,64 @@ async fn while_the_database_is_unreachable_keel_answers_503_and_loses_nothing() 
     assert_eq!(total, 2, "the refused submission created nothing");
     app.stop().await.unwrap();
 }
+
+fn keel_command(vars: &[(&str, &str)]) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_keel"));
+    command.env_clear().env("APP_ENV", "test").env("APP_LOG__FORMAT", "json");
+    for (key, value) in vars {
+        command.env(key, value);
+    }
+    command
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keel_migrate_applies_the_migrations_once_even_when_run_twice_at_once() {
+    let Some(schema) = TestSchema::create().await else { return };
+    let url = schema.url();
+    let runs: Vec<_> = (0..2)
+        .map(|_| keel_command(&[("DATABASE_URL", url.as_str())]).arg("migrate").output().expect("keel migrate runs"))
+        .collect();
+    // The two ran one after the other above; now two at once.
+    let together: Vec<_> = (0..2)
+        .map(|_| keel_command(&[("DATABASE_URL", url.as_str())]).arg("migrate").spawn().expect("keel migrate starts"))
+        .collect();
+    for mut child in together {
+        assert!(child.wait().unwrap().success());
+    }
+    for run in runs {
+        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    }
+    let mut db = schema.connect().await;
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations").fetch_one(&mut db).await.unwrap();
+    assert_eq!(applied, keel::operations::store::postgres::MIGRATOR.iter().count() as i64);
+    let missing = keel_command(&[]).arg("migrate").output().unwrap();
+    assert_eq!(missing.status.code(), Some(2), "no database.url is a configuration error");
+}
+
+#[test]
+fn a_database_that_cannot_be_reached_stops_start_up_without_showing_the_password() {
+    // Port 1 on loopback: nothing listens there.
+    let url = "postgres://keel:hunter2@127.0.0.1:1/keel";
+    let output = keel_command(&[
+        ("DATABASE_URL", url),
+        ("APP_OPERATIONS__STORE", "postgres"),
+        ("APP_DATABASE__CONNECT_TIMEOUT_MS", "500"),
+    ])
+    .output()
+    .unwrap();
+    assert!(!output.status.success());
+    let printed = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(printed.contains("operation store"), "says what failed: {printed}");
+    assert!(!printed.contains("hunter2"), "{printed}");
+}
+
+#[test]
+fn a_production_replica_on_the_memory_store_warns_that_it_shares_nothing() {
+    let production = [("APP_ENV", "production"), ("APP_SERVER__HOST", "127.0.0.1"), ("APP_SERVER__PORT", "0")];
+    let (process, _) = Process::start(&production);
+    let warnings: Vec<_> = process.startup.iter().filter(|line| line["level"] == "WARN").collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0]["message"].as_str().unwrap().contains("operations live in this process only"));
+    let (development, _) = Process::start(&[("APP_ENV", "development"), ("APP_SERVER__PORT", "0")]);
+    assert!(development.startup.iter().all(|line| line["level"] != "WARN"), "only production warns");
+}

@@ -87,6 +87,9 @@ pub struct Submission {
     pub not_before: Option<OffsetDateTime>,
 }
 
+/// Most operations claimed in one call to the store.
+const CLAIM_BATCH: usize = 32;
+
 /// How far ahead a submission may be scheduled.
 pub const MAX_SCHEDULE_AHEAD: Duration = Duration::from_secs(366 * 24 * 3600);
 
@@ -345,9 +348,11 @@ impl Executor {
 }
 
 impl Inner {
+    /// Claims as many operations as there are free slots, at most [`CLAIM_BATCH`] at a time:
+    /// one round trip to a shared store for a batch, not one per operation.
     async fn dispatch(self: Arc<Self>) {
         loop {
-            let slot = tokio::select! {
+            let first = tokio::select! {
                 biased;
                 () = self.stopping.cancelled() => return,
                 slot = Arc::clone(&self.slots).acquire_owned() => match slot {
@@ -355,17 +360,27 @@ impl Inner {
                     Err(_) => return,
                 },
             };
-            match self.store.claim(&self.worker_id, self.settings.lease_ttl).await {
-                Ok(Some(claim)) => {
-                    self.runs.spawn(Arc::clone(&self).run(claim, slot));
-                }
-                Ok(None) => {
-                    drop(slot);
-                    self.idle().await;
+            let mut slots = vec![first];
+            while slots.len() < CLAIM_BATCH
+                && let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned()
+            {
+                slots.push(slot);
+            }
+            let wanted = slots.len();
+            match self.store.claim_many(&self.worker_id, self.settings.lease_ttl, wanted).await {
+                Ok(claims) => {
+                    let got = claims.len();
+                    for (claim, slot) in claims.into_iter().zip(slots.drain(..)) {
+                        self.runs.spawn(Arc::clone(&self).run(claim, slot));
+                    }
+                    drop(slots);
+                    if got < wanted {
+                        self.idle().await;
+                    }
                 }
                 Err(error) => {
-                    drop(slot);
-                    tracing::error!(%error, "could not claim an operation");
+                    drop(slots);
+                    tracing::error!(%error, "could not claim operations");
                     self.idle().await;
                 }
             }

@@ -16,6 +16,8 @@ pub struct Process {
     pub child: Child,
     /// Lines of stdout, read by a thread of their own so that waiting for one can time out.
     lines: Receiver<String>,
+    /// The JSON lines logged before `listening`.
+    pub startup: Vec<Value>,
 }
 
 impl Process {
@@ -41,8 +43,13 @@ impl Process {
                 }
             }
         });
-        let mut process = Self { child, lines };
-        let listening = process.wait_for_log(|line| line["message"] == "listening");
+        let mut process = Self { child, lines, startup: Vec::new() };
+        let mut startup = Vec::new();
+        let listening = process.wait_for_log(|line| {
+            startup.push(line.clone());
+            line["message"] == "listening"
+        });
+        process.startup = startup;
         let address = listening["address"].as_str().expect("the address is logged").to_owned();
         (process, address)
     }

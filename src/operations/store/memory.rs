@@ -257,27 +257,33 @@ impl OperationStore for MemoryStore {
     }
 
     /// One process owns a memory store, so the worker is not recorded; a shared store records it.
-    async fn claim(&self, _worker: &str, lease_ttl: Duration) -> Result<Option<Claim>, StoreError> {
+    async fn claim_many(&self, _worker: &str, lease_ttl: Duration, max: usize) -> Result<Vec<Claim>, StoreError> {
         let mut inner = self.lock();
         let now = OffsetDateTime::now_utc();
         // What is scheduled for later stays; what is due joins the queue in submission order.
-        let later = inner.scheduled.split_off(&(now, u64::MAX));
-        for ((_, seq), id) in std::mem::replace(&mut inner.scheduled, later) {
-            inner.queue.insert(seq, id);
+        if !inner.scheduled.is_empty() {
+            let later = inner.scheduled.split_off(&(now, u64::MAX));
+            for ((_, seq), id) in std::mem::replace(&mut inner.scheduled, later) {
+                inner.queue.insert(seq, id);
+            }
         }
-        let Some((_, id)) = inner.queue.pop_first() else { return Ok(None) };
-        inner.next_lease += 1;
-        let token = inner.next_lease;
-        inner.running.insert(id.clone());
-        let record = inner.records.get_mut(&id).ok_or(StoreError::NotFound)?;
-        record.lease = Some(HeldLease { token, expires_at: now + lease_ttl });
-        record.state.send_modify(|op| {
-            op.status = Status::Running;
-            op.started_at = Some(now);
-            op.attempt += 1;
-        });
-        let operation = record.state.borrow().clone();
-        Ok(Some(Claim { operation, lease: Lease { operation_id: id, token } }))
+        let mut claims = Vec::with_capacity(max.min(inner.queue.len()));
+        while claims.len() < max {
+            let Some((_, id)) = inner.queue.pop_first() else { break };
+            inner.next_lease += 1;
+            let token = inner.next_lease;
+            inner.running.insert(id.clone());
+            let record = inner.records.get_mut(&id).ok_or(StoreError::NotFound)?;
+            record.lease = Some(HeldLease { token, expires_at: now + lease_ttl });
+            record.state.send_modify(|op| {
+                op.status = Status::Running;
+                op.started_at = Some(now);
+                op.attempt += 1;
+            });
+            let operation = record.state.borrow().clone();
+            claims.push(Claim { operation, lease: Lease { operation_id: id, token } });
+        }
+        Ok(claims)
     }
 
     async fn heartbeat(&self, lease: &Lease, lease_ttl: Duration) -> Result<(), StoreError> {

@@ -42,9 +42,14 @@ pub trait OperationStore: Send + Sync + 'static {
     /// meanwhile are neither skipped nor repeated.
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError>;
 
-    /// Marks the oldest queued operation whose `not_before` has come `running` under a fresh
-    /// lease for `worker`, and counts the attempt.
-    async fn claim(&self, worker: &str, lease_ttl: Duration) -> Result<Option<Claim>, StoreError>;
+    /// Marks the oldest queued operations whose `not_before` has come (at most `max`) `running`,
+    /// each under a fresh lease for `worker`, and counts their attempt. Oldest first.
+    async fn claim_many(&self, worker: &str, lease_ttl: Duration, max: usize) -> Result<Vec<Claim>, StoreError>;
+
+    /// [`claim_many`](Self::claim_many) for one.
+    async fn claim(&self, worker: &str, lease_ttl: Duration) -> Result<Option<Claim>, StoreError> {
+        Ok(self.claim_many(worker, lease_ttl, 1).await?.pop())
+    }
 
     /// Extends the lease; [`StoreError::LeaseLost`] means the worker must stop.
     async fn heartbeat(&self, lease: &Lease, lease_ttl: Duration) -> Result<(), StoreError>;

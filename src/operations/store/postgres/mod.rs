@@ -6,9 +6,9 @@
 //! - **fencing**: every claim draws a new token from a sequence; heartbeats, progress and the
 //!   result are written only `WHERE lease_token = $token AND status = 'running'`, so a stale
 //!   worker's writes change nothing;
-//! - **notifications**: every change clients can see sends `NOTIFY` in the same statement (it is
-//!   delivered when the change commits). One listening connection per process ([`listener`])
-//!   wakes the idle dispatcher for new work and refreshes the operations someone here watches;
+//! - **notifications**: every change clients can see reaches the watchers in this process at
+//!   once and the other processes by `NOTIFY` ([`fanout`]), which wakes their idle dispatchers
+//!   and refreshes what is watched there;
 //! - **one sweeper at a time**: `expire` and the purges take a transaction-scoped advisory lock
 //!   and skip their turn when another replica holds it.
 //!
@@ -16,20 +16,20 @@
 //! the notification channel and advisory locks are named after that schema, so several services,
 //! or parallel tests, can share one database.
 
-mod listener;
+mod fanout;
 mod rows;
 
-use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Executor as _, Row};
 use time::OffsetDateTime;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
+use self::fanout::{Fanout, fetch};
 use self::rows::{OPERATION_COLUMNS, operation_from_row};
 use super::{Claim, Counts, Created, Lease, ListQuery, NewOperation, OperationStore, Page, PageToken, StoreError};
 use crate::config::DatabaseSettings;
@@ -42,26 +42,18 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 const PURGE_BATCH: i64 = 1000;
 
 pub struct PostgresStore {
+    /// Commits wait for the WAL flush: what a client is told has happened survives a crash.
     pool: PgPool,
-    shared: Arc<Shared>,
-    listener: tokio::task::JoinHandle<()>,
-}
-
-/// What the store and its listener task both hold.
-struct Shared {
-    /// `keel_operations_<schema>`: this schema's notification channel.
-    channel: String,
+    /// Commits do not wait for the WAL flush (`synchronous_commit = off`): for writes whose loss
+    /// in a database crash only repeats work, never loses or undoes what a client was told
+    /// (claims, heartbeats, progress, notifications). A lost claim's worker finds its lease
+    /// gone and its result refused; the operation runs again. Half the flushes per operation.
+    relaxed: PgPool,
+    fanout: Arc<Fanout>,
     /// Key of the sweeper's advisory lock, from the schema's name.
     sweeper_lock: i64,
-    watched: Mutex<HashMap<String, Watched>>,
-    /// Pulsed when another process may have queued work.
-    work: Notify,
-}
-
-/// One operation someone in this process watches, and the version of the state they hold.
-struct Watched {
-    sender: watch::Sender<Operation>,
-    version: i64,
+    /// The listener, notifier and resync tasks, stopped with the store.
+    tasks: tokio::task::JoinHandle<()>,
 }
 
 impl PostgresStore {
@@ -78,26 +70,23 @@ impl PostgresStore {
 
     /// Connects with explicit options (tests point them at a schema of their own).
     pub async fn connect_with(options: PgConnectOptions, settings: &DatabaseSettings) -> Result<Self, StoreError> {
-        let pool = PgPoolOptions::new()
-            .max_connections(settings.max_connections)
-            .acquire_timeout(settings.connect_timeout())
-            .connect_with(options)
-            .await
-            .map_err(classify)?;
+        let pool_options = || {
+            PgPoolOptions::new()
+                .max_connections(settings.max_connections.div_ceil(2).max(1))
+                .acquire_timeout(settings.connect_timeout())
+        };
+        let relaxed = pool_options().connect_lazy_with(options.clone().options([("synchronous_commit", "off")]));
+        let pool = pool_options().connect_with(options).await.map_err(classify)?;
         let schema: String = sqlx::query_scalar("SELECT current_schema()").fetch_one(&pool).await.map_err(classify)?;
         let sweeper_lock: i64 = sqlx::query_scalar("SELECT hashtextextended('keel-sweeper:' || $1, 0)")
             .bind(&schema)
             .fetch_one(&pool)
             .await
             .map_err(classify)?;
-        let shared = Arc::new(Shared {
-            channel: format!("keel_operations_{schema}"),
-            sweeper_lock,
-            watched: Mutex::new(HashMap::new()),
-            work: Notify::new(),
-        });
-        let listener = listener::start(pool.clone(), Arc::clone(&shared)).await.map_err(classify)?;
-        Ok(Self { pool, shared, listener })
+        let (fanout, tasks) = Fanout::start(pool.clone(), relaxed.clone(), format!("keel_operations_{schema}"))
+            .await
+            .map_err(classify)?;
+        Ok(Self { pool, relaxed, fanout, sweeper_lock, tasks })
     }
 
     /// Applies the embedded migrations that are not applied yet. sqlx holds an advisory lock
@@ -113,50 +102,71 @@ impl PostgresStore {
         &self.pool
     }
 
-    async fn fetch(&self, id: &str) -> Result<Option<(Operation, i64)>, StoreError> {
-        fetch(&self.pool, id).await
+    /// The operation a changing statement returned, handed to its watchers and announced.
+    fn changed(&self, row: &PgRow) -> Result<Operation, StoreError> {
+        let (operation, version) = operation_from_row(row)?;
+        self.fanout.changed(&operation, version);
+        Ok(operation)
     }
 
-    /// Why a fenced write changed nothing: the caller learns `NotFound` or `AlreadyFinished`.
+    /// Why a write that needed an unfinished operation changed nothing.
     async fn why_unchanged(&self, id: &str) -> StoreError {
-        match self.fetch(id).await {
+        match fetch(&self.pool, id).await {
             Ok(Some(_)) => StoreError::AlreadyFinished,
             Ok(None) => StoreError::NotFound,
             Err(error) => error,
+        }
+    }
+
+    /// Takes a running operation back to `queued` with `set` (`$3` is `not_before`, if given),
+    /// fenced by the lease: new work for every replica.
+    async fn requeue(
+        &self,
+        lease: &Lease,
+        set: &str,
+        not_before: Option<OffsetDateTime>,
+    ) -> Result<Operation, StoreError> {
+        let Some(token) = lease_token(lease) else { return Err(StoreError::LeaseLost) };
+        let sql = returning(&format!(
+            "UPDATE keel_operations SET status = 'queued', {set}, progress_percent = 0, progress_message = NULL,
+               lease_token = NULL, lease_expires_at = NULL, version = version + 1
+             WHERE id = $1 AND lease_token = $2 AND status = 'running'"
+        ));
+        let mut query = sqlx::query(&sql).bind(&lease.operation_id).bind(token);
+        if let Some(not_before) = not_before {
+            query = query.bind(not_before);
+        }
+        let row = query.fetch_optional(&self.pool).await.map_err(classify)?;
+        let operation = self.changed(&row.ok_or(StoreError::LeaseLost)?)?;
+        self.fanout.queued();
+        Ok(operation)
+    }
+
+    /// Runs a batched `DELETE` (`$1` the cutoff, `$2` the batch size) returning `id` or `key`,
+    /// until a batch comes back short, under the sweeper's lock. Returns what it deleted.
+    async fn purge(&self, sql: &str, cutoff: OffsetDateTime) -> Result<Vec<String>, StoreError> {
+        let mut purged = Vec::new();
+        loop {
+            let mut tx = self.pool.begin().await.map_err(classify)?;
+            if !try_sweeper_lock(&mut tx, self.sweeper_lock).await? {
+                return Ok(purged);
+            }
+            let batch: Vec<String> =
+                sqlx::query_scalar(sql).bind(cutoff).bind(PURGE_BATCH).fetch_all(&mut *tx).await.map_err(classify)?;
+            tx.commit().await.map_err(classify)?;
+            let short = (batch.len() as i64) < PURGE_BATCH;
+            purged.extend(batch);
+            if short {
+                return Ok(purged);
+            }
         }
     }
 }
 
 impl Drop for PostgresStore {
     fn drop(&mut self) {
-        self.listener.abort();
+        self.tasks.abort();
     }
-}
-
-/// Reads `id` again and hands it to its watchers here, if any; drops them if it is gone.
-async fn refresh(pool: &PgPool, shared: &Shared, id: &str) -> Result<(), StoreError> {
-    if !lock(&shared.watched).contains_key(id) {
-        return Ok(());
-    }
-    let current = fetch(pool, id).await?;
-    let mut watched = lock(&shared.watched);
-    match current {
-        Some((operation, version)) => {
-            if let Some(entry) = watched.get_mut(id) {
-                entry.publish(operation, version);
-            }
-        }
-        None => {
-            watched.remove(id);
-        }
-    }
-    Ok(())
-}
-
-async fn fetch(pool: &PgPool, id: &str) -> Result<Option<(Operation, i64)>, StoreError> {
-    let sql = format!("SELECT {OPERATION_COLUMNS} FROM keel_operations WHERE id = $1");
-    let row = sqlx::query(&sql).bind(id).fetch_optional(pool).await.map_err(classify)?;
-    row.map(|row| operation_from_row(&row)).transpose()
 }
 
 /// Sorts a driver error: connectivity is [`StoreError::Unavailable`] (a 503, worth a retry), the
@@ -175,76 +185,33 @@ pub(crate) fn classify(error: sqlx::Error) -> StoreError {
     if unavailable { StoreError::Unavailable(Arc::new(error)) } else { StoreError::Backend(Arc::new(error)) }
 }
 
+/// Tokens come from a `bigint` sequence; one that does not fit was never issued.
 fn lease_token(lease: &Lease) -> Option<i64> {
     i64::try_from(lease.token).ok()
 }
 
-/// `SELECT` list of a statement that changed operations: the rows, each announced on the channel.
-fn announced(cte: &str) -> String {
-    format!(
-        "WITH changed AS ({cte} RETURNING {OPERATION_COLUMNS}) SELECT changed.*, pg_notify($1, 'c' || changed.id) FROM changed"
-    )
+/// `statement`, returning the changed operations' columns.
+fn returning(statement: &str) -> String {
+    format!("{statement} RETURNING {OPERATION_COLUMNS}")
+}
+
+async fn try_sweeper_lock(tx: &mut sqlx::PgConnection, key: i64) -> Result<bool, StoreError> {
+    sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)").bind(key).fetch_one(tx).await.map_err(classify)
 }
 
 #[async_trait]
 impl OperationStore for PostgresStore {
     async fn create(&self, new: NewOperation, queue_capacity: usize) -> Result<Created, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(classify)?;
-        if let Some(idem) = &new.idempotency {
-            let now = OffsetDateTime::now_utc();
-            // Takes the key when it is free or expired; when another submission holds it, waits
-            // for that one to commit and then leaves the key as it is.
-            let taken = sqlx::query(
-                "INSERT INTO keel_idempotency_keys AS k (key, fingerprint, operation_id, expires_at)
-                 VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (key) DO UPDATE
-                   SET fingerprint = EXCLUDED.fingerprint, operation_id = EXCLUDED.operation_id,
-                       expires_at = EXCLUDED.expires_at
-                   WHERE k.expires_at <= $5",
-            )
-            .bind(&idem.key)
-            .bind(&idem.fingerprint)
-            .bind(&new.id)
-            .bind(idem.expires_at)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-            if taken.rows_affected() == 0 {
-                let used = sqlx::query(
-                    "SELECT fingerprint, operation_id, expires_at FROM keel_idempotency_keys WHERE key = $1",
-                )
-                .bind(&idem.key)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(classify)?;
-                let fingerprint: String = used.try_get("fingerprint").map_err(classify)?;
-                let operation_id: String = used.try_get("operation_id").map_err(classify)?;
-                let expires_at: OffsetDateTime = used.try_get("expires_at").map_err(classify)?;
-                tx.rollback().await.map_err(classify)?;
-                if fingerprint != idem.fingerprint {
-                    return Err(StoreError::IdempotencyKeyMismatch);
-                }
-                return match self.fetch(&operation_id).await? {
-                    Some((operation, _)) => Ok(Created::Existing(operation)),
-                    None => Err(StoreError::IdempotencyKeySpent { operation_id, expires_at }),
-                };
-            }
-        }
         // The bound counts what is queued in the whole store. Concurrent submissions on several
         // replicas may each see the last free place, so it can be passed by as many submissions
         // as arrive at that same instant: a back-pressure limit, not an exact one.
-        let sql = format!(
-            "WITH created AS (
-               INSERT INTO keel_operations (id, kind, status, input, created_at, deadline_at, max_attempts, not_before)
-               SELECT $2, $3, 'queued', $4, $5, $6, $8, $9
-               WHERE (SELECT count(*) FROM keel_operations WHERE status = 'queued') < $7
-               RETURNING {OPERATION_COLUMNS})
-             SELECT created.*, pg_notify($1, 'q') FROM created"
+        let insert = returning(
+            "INSERT INTO keel_operations (id, kind, status, input, created_at, deadline_at, max_attempts, not_before)
+             SELECT $1, $2, 'queued', $3, $4, $5, $7, $8
+             WHERE (SELECT count(*) FROM keel_operations WHERE status = 'queued') < $6",
         );
         let capacity = i64::try_from(queue_capacity).unwrap_or(i64::MAX);
-        let row = sqlx::query(&sql)
-            .bind(&self.shared.channel)
+        let query = sqlx::query(&insert)
             .bind(&new.id)
             .bind(&new.kind)
             .bind(sqlx::types::Json(&new.input))
@@ -252,21 +219,62 @@ impl OperationStore for PostgresStore {
             .bind(new.deadline_at)
             .bind(capacity)
             .bind(i32::try_from(new.max_attempts).unwrap_or(i32::MAX))
-            .bind(new.not_before)
-            .fetch_optional(&mut *tx)
+            .bind(new.not_before);
+        let Some(idem) = &new.idempotency else {
+            // Without a key, one statement.
+            let row = query.fetch_optional(&self.pool).await.map_err(classify)?;
+            let (operation, version) = operation_from_row(&row.ok_or(StoreError::QueueFull)?)?;
+            self.fanout.created(&operation, version);
+            return Ok(Created::New(operation));
+        };
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        // Takes the key when it is free or expired; when another submission holds it, waits for
+        // that one to commit and then leaves the key as it is.
+        let taken = sqlx::query(
+            "INSERT INTO keel_idempotency_keys AS k (key, fingerprint, operation_id, expires_at)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (key) DO UPDATE
+               SET fingerprint = EXCLUDED.fingerprint, operation_id = EXCLUDED.operation_id,
+                   expires_at = EXCLUDED.expires_at
+               WHERE k.expires_at <= $5",
+        )
+        .bind(&idem.key)
+        .bind(&idem.fingerprint)
+        .bind(&new.id)
+        .bind(idem.expires_at)
+        .bind(OffsetDateTime::now_utc())
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        if taken.rows_affected() == 0 {
+            let (fingerprint, operation_id, expires_at): (String, String, OffsetDateTime) = sqlx::query_as(
+                "SELECT fingerprint, operation_id, expires_at FROM keel_idempotency_keys WHERE key = $1",
+            )
+            .bind(&idem.key)
+            .fetch_one(&mut *tx)
             .await
             .map_err(classify)?;
-        let Some(row) = row else {
+            tx.rollback().await.map_err(classify)?;
+            if fingerprint != idem.fingerprint {
+                return Err(StoreError::IdempotencyKeyMismatch);
+            }
+            return match fetch(&self.pool, &operation_id).await? {
+                Some((operation, _)) => Ok(Created::Existing(operation)),
+                None => Err(StoreError::IdempotencyKeySpent { operation_id, expires_at }),
+            };
+        }
+        let Some(row) = query.fetch_optional(&mut *tx).await.map_err(classify)? else {
             tx.rollback().await.map_err(classify)?;
             return Err(StoreError::QueueFull);
         };
-        let (operation, _) = operation_from_row(&row)?;
         tx.commit().await.map_err(classify)?;
+        let (operation, version) = operation_from_row(&row)?;
+        self.fanout.created(&operation, version);
         Ok(Created::New(operation))
     }
 
     async fn get(&self, id: &str) -> Result<Option<Operation>, StoreError> {
-        Ok(self.fetch(id).await?.map(|(operation, _)| operation))
+        Ok(fetch(&self.pool, id).await?.map(|(operation, _)| operation))
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
@@ -296,30 +304,36 @@ impl OperationStore for PostgresStore {
         Ok(Page { operations, next_page_token })
     }
 
-    async fn claim(&self, worker: &str, lease_ttl: Duration) -> Result<Option<Claim>, StoreError> {
+    async fn claim_many(&self, worker: &str, lease_ttl: Duration, max: usize) -> Result<Vec<Claim>, StoreError> {
         let now = OffsetDateTime::now_utc();
-        let sql = announced(
-            "UPDATE keel_operations SET status = 'running', started_at = $2, worker = $3,
-               lease_token = nextval('keel_lease_tokens'), lease_expires_at = $4, attempt = attempt + 1,
+        let sql = returning(
+            "UPDATE keel_operations SET status = 'running', started_at = $1, worker = $2,
+               lease_token = nextval('keel_lease_tokens'), lease_expires_at = $3, attempt = attempt + 1,
                version = version + 1
-             WHERE id = (SELECT id FROM keel_operations
-                         WHERE status = 'queued' AND (not_before IS NULL OR not_before <= $2)
-                         ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED)",
+             WHERE id IN (SELECT id FROM keel_operations
+                          WHERE status = 'queued' AND (not_before IS NULL OR not_before <= $1)
+                          ORDER BY seq LIMIT $4 FOR UPDATE SKIP LOCKED)",
         );
-        let row = sqlx::query(&sql)
-            .bind(&self.shared.channel)
+        let rows = sqlx::query(&sql)
             .bind(now)
             .bind(worker)
             .bind(now + lease_ttl)
-            .fetch_optional(&self.pool)
+            .bind(i64::try_from(max).unwrap_or(i64::MAX))
+            .fetch_all(&self.relaxed)
             .await
             .map_err(classify)?;
-        let Some(row) = row else { return Ok(None) };
-        let (operation, _) = operation_from_row(&row)?;
-        let token: i64 = row.try_get("lease_token").map_err(classify)?;
-        let token = u64::try_from(token).map_err(|error| StoreError::Backend(Arc::new(error)))?;
-        let lease = Lease { operation_id: operation.id.clone(), token };
-        Ok(Some(Claim { operation, lease }))
+        let mut claims = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let seq: i64 = row.try_get("seq").map_err(classify)?;
+            let token: i64 = row.try_get("lease_token").map_err(classify)?;
+            let token = u64::try_from(token).map_err(|error| StoreError::Backend(Arc::new(error)))?;
+            let operation = self.changed(row)?;
+            let lease = Lease { operation_id: operation.id.clone(), token };
+            claims.push((seq, Claim { operation, lease }));
+        }
+        // RETURNING keeps no order: oldest first, as they were chosen.
+        claims.sort_unstable_by_key(|(seq, _)| *seq);
+        Ok(claims.into_iter().map(|(_, claim)| claim).collect())
     }
 
     async fn heartbeat(&self, lease: &Lease, lease_ttl: Duration) -> Result<(), StoreError> {
@@ -331,7 +345,7 @@ impl OperationStore for PostgresStore {
         .bind(&lease.operation_id)
         .bind(token)
         .bind(OffsetDateTime::now_utc() + lease_ttl)
-        .execute(&self.pool)
+        .execute(&self.relaxed)
         .await
         .map_err(classify)?;
         if renewed.rows_affected() == 0 {
@@ -342,20 +356,19 @@ impl OperationStore for PostgresStore {
 
     async fn set_progress(&self, lease: &Lease, progress: Progress) -> Result<(), StoreError> {
         let Some(token) = lease_token(lease) else { return Err(StoreError::LeaseLost) };
-        let sql = announced(
-            "UPDATE keel_operations SET progress_percent = $4, progress_message = $5, version = version + 1
-             WHERE id = $2 AND lease_token = $3 AND status = 'running'",
+        let sql = returning(
+            "UPDATE keel_operations SET progress_percent = $3, progress_message = $4, version = version + 1
+             WHERE id = $1 AND lease_token = $2 AND status = 'running'",
         );
         let row = sqlx::query(&sql)
-            .bind(&self.shared.channel)
             .bind(&lease.operation_id)
             .bind(token)
             .bind(i16::from(progress.percent))
             .bind(progress.message.as_deref())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.relaxed)
             .await
             .map_err(classify)?;
-        row.map(|_| ()).ok_or(StoreError::LeaseLost)
+        self.changed(&row.ok_or(StoreError::LeaseLost)?).map(|_| ())
     }
 
     async fn finish(&self, lease: &Lease, outcome: Outcome) -> Result<Operation, StoreError> {
@@ -365,14 +378,13 @@ impl OperationStore for PostgresStore {
             Outcome::Succeeded(value) => (Some(value), None),
             Outcome::Failed(error) | Outcome::Cancelled(error) => (None, Some(error)),
         };
-        let sql = announced(
-            "UPDATE keel_operations SET status = $4, result = $5, error = $6, finished_at = $7,
-               progress_percent = CASE WHEN $4 = 'succeeded' THEN 100 ELSE progress_percent END,
+        let sql = returning(
+            "UPDATE keel_operations SET status = $3, result = $4, error = $5, finished_at = $6,
+               progress_percent = CASE WHEN $3 = 'succeeded' THEN 100 ELSE progress_percent END,
                lease_token = NULL, lease_expires_at = NULL, version = version + 1
-             WHERE id = $2 AND lease_token = $3 AND status = 'running'",
+             WHERE id = $1 AND lease_token = $2 AND status = 'running'",
         );
         let row = sqlx::query(&sql)
-            .bind(&self.shared.channel)
             .bind(&lease.operation_id)
             .bind(token)
             .bind(status.as_str())
@@ -382,12 +394,11 @@ impl OperationStore for PostgresStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(classify)?;
-        let row = row.ok_or(StoreError::LeaseLost)?;
-        Ok(operation_from_row(&row)?.0)
+        self.changed(&row.ok_or(StoreError::LeaseLost)?)
     }
 
     async fn retry(&self, lease: &Lease, not_before: OffsetDateTime) -> Result<Operation, StoreError> {
-        self.requeue(lease, "not_before = $4", Some(not_before)).await
+        self.requeue(lease, "not_before = $3", Some(not_before)).await
     }
 
     async fn release(&self, lease: &Lease) -> Result<Operation, StoreError> {
@@ -395,13 +406,12 @@ impl OperationStore for PostgresStore {
     }
 
     async fn cancel(&self, id: &str, reason: OperationError) -> Result<Operation, StoreError> {
-        let sql = announced(
-            "UPDATE keel_operations SET status = 'cancelled', error = $3, finished_at = $4,
+        let sql = returning(
+            "UPDATE keel_operations SET status = 'cancelled', error = $2, finished_at = $3,
                lease_token = NULL, lease_expires_at = NULL, version = version + 1
-             WHERE id = $2 AND status IN ('queued', 'running')",
+             WHERE id = $1 AND status IN ('queued', 'running')",
         );
         let row = sqlx::query(&sql)
-            .bind(&self.shared.channel)
             .bind(id)
             .bind(sqlx::types::Json(reason))
             .bind(OffsetDateTime::now_utc())
@@ -409,23 +419,20 @@ impl OperationStore for PostgresStore {
             .await
             .map_err(classify)?;
         match row {
-            Some(row) => Ok(operation_from_row(&row)?.0),
+            Some(row) => self.changed(&row),
             None => Err(self.why_unchanged(id).await),
         }
     }
 
     async fn delete(&self, id: &str) -> Result<(), StoreError> {
-        let deleted = sqlx::query(
-            "WITH gone AS (DELETE FROM keel_operations
-                           WHERE id = $2 AND status IN ('succeeded', 'failed', 'cancelled') RETURNING id)
-             SELECT pg_notify($1, 'd' || gone.id) FROM gone",
-        )
-        .bind(&self.shared.channel)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(classify)?;
-        if deleted.is_some() {
+        let deleted =
+            sqlx::query("DELETE FROM keel_operations WHERE id = $1 AND status IN ('succeeded', 'failed', 'cancelled')")
+                .bind(id)
+                .execute(&self.pool)
+                .await
+                .map_err(classify)?;
+        if deleted.rows_affected() > 0 {
+            self.fanout.deleted(id);
             return Ok(());
         }
         Err(match self.why_unchanged(id).await {
@@ -436,108 +443,80 @@ impl OperationStore for PostgresStore {
 
     async fn expire(&self, now: OffsetDateTime) -> Result<Vec<Operation>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(classify)?;
-        if !try_sweeper_lock(&mut tx, self.shared.sweeper_lock).await? {
+        if !try_sweeper_lock(&mut tx, self.sweeper_lock).await? {
             return Ok(Vec::new());
         }
         // A lost worker's operation runs again while it has attempts and time left.
-        let lost = announced(
+        let lost = returning(
             "UPDATE keel_operations SET
-               status = CASE WHEN attempt < max_attempts AND deadline_at > $2 THEN 'queued' ELSE 'failed' END,
-               error = CASE WHEN attempt < max_attempts AND deadline_at > $2 THEN NULL ELSE $3 END,
-               finished_at = CASE WHEN attempt < max_attempts AND deadline_at > $2 THEN NULL ELSE $2 END,
+               status = CASE WHEN attempt < max_attempts AND deadline_at > $1 THEN 'queued' ELSE 'failed' END,
+               error = CASE WHEN attempt < max_attempts AND deadline_at > $1 THEN NULL ELSE $2 END,
+               finished_at = CASE WHEN attempt < max_attempts AND deadline_at > $1 THEN NULL ELSE $1 END,
                progress_percent = 0, progress_message = NULL, not_before = NULL,
                lease_token = NULL, lease_expires_at = NULL, version = version + 1
-             WHERE status = 'running' AND lease_expires_at < $2",
+             WHERE status = 'running' AND lease_expires_at < $1",
         );
-        let overdue = announced(
-            "UPDATE keel_operations SET status = 'failed', error = $3, finished_at = $2, version = version + 1
-             WHERE status = 'queued' AND deadline_at < $2",
+        let overdue = returning(
+            "UPDATE keel_operations SET status = 'failed', error = $2, finished_at = $1, version = version + 1
+             WHERE status = 'queued' AND deadline_at < $1",
         );
-        let mut ended = Vec::new();
+        let mut rows = Vec::new();
         for (sql, error) in [(lost, OperationError::worker_lost()), (overdue, OperationError::deadline_exceeded())] {
-            let rows = sqlx::query(&sql)
-                .bind(&self.shared.channel)
+            let changed = sqlx::query(&sql)
                 .bind(now)
                 .bind(sqlx::types::Json(error))
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(classify)?;
-            for row in &rows {
-                ended.push(operation_from_row(row)?.0);
-            }
-        }
-        if ended.iter().any(|operation| !operation.done) {
-            // Operations queued again: work for every replica.
-            sqlx::query("SELECT pg_notify($1, 'q')")
-                .bind(&self.shared.channel)
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?;
+            rows.extend(changed);
         }
         tx.commit().await.map_err(classify)?;
+        let ended = rows.iter().map(|row| self.changed(row)).collect::<Result<Vec<_>, _>>()?;
+        if ended.iter().any(|operation| !operation.done) {
+            self.fanout.queued();
+        }
         Ok(ended)
     }
 
     async fn purge_finished(&self, cutoff: OffsetDateTime) -> Result<usize, StoreError> {
+        let ids = self
+            .purge(
+                "DELETE FROM keel_operations WHERE id IN
+                   (SELECT id FROM keel_operations WHERE finished_at < $1 LIMIT $2) RETURNING id",
+                cutoff,
+            )
+            .await?;
         // Watchers here and on other replicas hear of each removal, as of a `DELETE`.
-        self.purge(
-            "WITH gone AS (DELETE FROM keel_operations WHERE id IN
-               (SELECT id FROM keel_operations WHERE finished_at < $1 LIMIT $2) RETURNING id),
-             told AS (SELECT pg_notify($3, 'd' || gone.id) FROM gone)
-             SELECT count(*) FROM told",
-            cutoff,
-            Some(&self.shared.channel),
-        )
-        .await
+        ids.iter().for_each(|id| self.fanout.deleted(id));
+        Ok(ids.len())
     }
 
     async fn purge_expired_keys(&self, now: OffsetDateTime) -> Result<usize, StoreError> {
-        self.purge(
-            "WITH gone AS (DELETE FROM keel_idempotency_keys WHERE key IN
-               (SELECT key FROM keel_idempotency_keys WHERE expires_at < $1 LIMIT $2) RETURNING key)
-             SELECT count(*) FROM gone",
-            now,
-            None,
-        )
-        .await
+        let keys = self
+            .purge(
+                "DELETE FROM keel_idempotency_keys WHERE key IN
+                   (SELECT key FROM keel_idempotency_keys WHERE expires_at < $1 LIMIT $2) RETURNING key",
+                now,
+            )
+            .await?;
+        Ok(keys.len())
     }
 
     async fn watch(&self, id: &str) -> Result<Option<watch::Receiver<Operation>>, StoreError> {
-        if let Some(watched) = lock(&self.shared.watched).get(id) {
-            return Ok(Some(watched.sender.subscribe()));
-        }
-        let Some((operation, version)) = self.fetch(id).await? else { return Ok(None) };
-        let receiver = {
-            let mut watched = lock(&self.shared.watched);
-            // Entries nobody reads any more go here, and when their operation changes.
-            watched.retain(|_, entry| entry.sender.receiver_count() > 0);
-            let entry = watched
-                .entry(id.to_owned())
-                .or_insert_with(|| Watched { sender: watch::channel(operation.clone()).0, version });
-            entry.publish(operation, version);
-            entry.sender.subscribe()
-        };
-        // A change committed between the read above and the registration was announced before
-        // anyone here listened for it: read once more now that the listener will refresh it.
-        refresh(&self.pool, &self.shared, id).await?;
-        Ok(Some(receiver))
+        self.fanout.watch(&self.pool, id).await
     }
 
     async fn counts(&self) -> Result<Counts, StoreError> {
-        let row = sqlx::query(
-            "SELECT count(*) FILTER (WHERE status = 'queued') AS queued,
-                    count(*) FILTER (WHERE status = 'running') AS running,
-                    count(*) FILTER (WHERE finished_at IS NOT NULL) AS finished
+        let (queued, running, finished): (i64, i64, i64) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE status = 'queued'), count(*) FILTER (WHERE status = 'running'),
+                    count(*) FILTER (WHERE finished_at IS NOT NULL)
              FROM keel_operations",
         )
         .fetch_one(&self.pool)
         .await
         .map_err(classify)?;
-        let count = |name: &str| -> Result<usize, StoreError> {
-            let n: i64 = row.try_get(name).map_err(classify)?;
-            Ok(usize::try_from(n).unwrap_or(0))
-        };
-        Ok(Counts { queued: count("queued")?, running: count("running")?, finished: count("finished")? })
+        let count = |n: i64| usize::try_from(n).unwrap_or(0);
+        Ok(Counts { queued: count(queued), running: count(running), finished: count(finished) })
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -549,81 +528,6 @@ impl OperationStore for PostgresStore {
     }
 
     async fn work_queued(&self) {
-        self.shared.work.notified().await;
+        self.fanout.work.notified().await;
     }
-}
-
-impl PostgresStore {
-    /// Takes a running operation back to `queued` with `set` (`$4` is `not_before`, if given),
-    /// fenced by the lease, and announces it: new work for every replica.
-    async fn requeue(
-        &self,
-        lease: &Lease,
-        set: &str,
-        not_before: Option<OffsetDateTime>,
-    ) -> Result<Operation, StoreError> {
-        let Some(token) = lease_token(lease) else { return Err(StoreError::LeaseLost) };
-        let sql = format!(
-            "WITH changed AS (
-               UPDATE keel_operations SET status = 'queued', {set}, progress_percent = 0, progress_message = NULL,
-                 lease_token = NULL, lease_expires_at = NULL, version = version + 1
-               WHERE id = $2 AND lease_token = $3 AND status = 'running'
-               RETURNING {OPERATION_COLUMNS})
-             SELECT changed.*, pg_notify($1, 'c' || changed.id), pg_notify($1, 'q') FROM changed"
-        );
-        let mut query = sqlx::query(&sql).bind(&self.shared.channel).bind(&lease.operation_id).bind(token);
-        if let Some(not_before) = not_before {
-            query = query.bind(not_before);
-        }
-        let row = query.fetch_optional(&self.pool).await.map_err(classify)?;
-        let row = row.ok_or(StoreError::LeaseLost)?;
-        Ok(operation_from_row(&row)?.0)
-    }
-
-    /// Runs a batched `DELETE` (`$1` the cutoff, `$2` the batch size, `$3` the channel if given)
-    /// until a batch comes back short, under the sweeper's lock.
-    async fn purge(&self, sql: &str, cutoff: OffsetDateTime, channel: Option<&str>) -> Result<usize, StoreError> {
-        let mut purged = 0;
-        loop {
-            let mut tx = self.pool.begin().await.map_err(classify)?;
-            if !try_sweeper_lock(&mut tx, self.shared.sweeper_lock).await? {
-                return Ok(purged);
-            }
-            let mut query = sqlx::query_scalar(sql).bind(cutoff).bind(PURGE_BATCH);
-            if let Some(channel) = channel {
-                query = query.bind(channel);
-            }
-            let batch: i64 = query.fetch_one(&mut *tx).await.map_err(classify)?;
-            tx.commit().await.map_err(classify)?;
-            purged += usize::try_from(batch).unwrap_or(0);
-            if batch < PURGE_BATCH {
-                return Ok(purged);
-            }
-        }
-    }
-}
-
-async fn try_sweeper_lock(tx: &mut sqlx::PgConnection, key: i64) -> Result<bool, StoreError> {
-    sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)").bind(key).fetch_one(tx).await.map_err(classify)
-}
-
-impl Watched {
-    /// Hands `operation` to the watchers unless they hold a newer version already: reads that
-    /// race each other may come back out of order.
-    fn publish(&mut self, operation: Operation, version: i64) {
-        if version < self.version {
-            return;
-        }
-        self.version = version;
-        self.sender.send_if_modified(|current| {
-            let changed = *current != operation;
-            *current = operation;
-            changed
-        });
-    }
-}
-
-/// The guarded map holds plain data that no panic can leave half-changed.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
