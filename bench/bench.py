@@ -9,7 +9,10 @@ the four GET / programs interleaved:
   3. the Tornado program from the seed (bench/tornado_seed.py), unchanged.
 Then the operation layer: submit-to-completion throughput of a trivial operation over HTTP,
 memory per queued and per finished operation, start-up time to a ready /readyz, idle memory,
-and the release binary's size.
+and the release binary's size. Then the Postgres store, on the machine's Postgres
+(BENCH_DATABASE_URL): the same throughput with one replica and with two, pgbench's built-in
+simple-update rate on the same server in the same run (the ceiling), and the queue latency
+(submission to start) at half the one-replica throughput.
 
 Writes bench/results.json and bench/results.png, and rewrites the README's results table
 between its `bench:start` and `bench:end` markers. A benchmark, not a test: it asserts nothing.
@@ -25,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -36,6 +40,7 @@ CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
 THREADS = 2
 OPERATIONS = int(os.environ.get("BENCH_OPERATIONS", "100000"))
 ACCESS_LOG_OFF = "info,keel::http::middleware=warn"
+DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def free_port():
@@ -197,6 +202,100 @@ def memory_per_operation():
     return {"queued_bytes": queued, "finished_bytes": finished}
 
 
+def psql(sql, database=DATABASE_URL):
+    subprocess.run(["psql", database, "-qAtc", sql], check=True, capture_output=True)
+
+
+class Schema:
+    """A schema of its own for one measurement, dropped after."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __enter__(self):
+        psql(f"DROP SCHEMA IF EXISTS {self.name} CASCADE; CREATE SCHEMA {self.name}")
+        separator = "&" if "?" in DATABASE_URL else "?"
+        return f"{DATABASE_URL}{separator}options=-c%20search_path%3D{self.name}"
+
+    def __exit__(self, *_):
+        psql(f"DROP SCHEMA IF EXISTS {self.name} CASCADE")
+
+
+def postgres_replicas(url, count):
+    """`count` keel replicas on the Postgres store, sharing the database's connections."""
+    servers = []
+    for _ in range(count):
+        port = free_port()
+        servers.append((port, keel(
+            port, {"DATABASE_URL": url}, operations__store="postgres", operations__max_running=256,
+            operations__queue_capacity=100000, operations__retention_ms=5000,
+            database__max_connections=32 // count,
+        )))
+    return servers
+
+
+def postgres_throughput(count):
+    """Submit-to-completion (Prefer: wait) throughput with `count` replicas, wrk on each at once."""
+    with Schema(f"keel_bench_{count}") as url:
+        servers = postgres_replicas(url, count)
+        try:
+            urls = [f"http://127.0.0.1:{port}/v1/operations" for port, _ in servers]
+            script = ROOT / "bench" / "submit.lua"
+
+            def round_(seconds):
+                command = lambda u: ["wrk", "-t1", f"-c{CONNECTIONS // count}", f"-d{seconds}s", "--latency", "-s", str(script), u]
+                runs = [subprocess.Popen(command(u), stdout=subprocess.PIPE, text=True) for u in urls]
+                outputs = [run.communicate()[0] for run in runs]
+                rps = sum(float(re.search(r"Requests/sec:\s+([\d.]+)", o).group(1)) for o in outputs)
+                p99 = max(parse_duration_ms(re.search(r"\s99%\s+(\S+)", o).group(1)) for o in outputs)
+                errors = sum(int(m.group(1)) for o in outputs for m in [re.search(r"Non-2xx or 3xx responses: (\d+)", o)] if m)
+                return {"rps": rps, "p50_ms": 0.0, "p99_ms": p99, "errors": errors}
+
+            round_(2)  # warm-up
+            return summarise([round_(SECONDS) for _ in range(ROUNDS)])
+        finally:
+            for _, server in servers:
+                server.__exit__()
+
+
+def pgbench_rate():
+    """pgbench's built-in simple-update script on the same server: its commit ceiling here."""
+    database = "keel_bench_pgbench"
+    admin = DATABASE_URL
+    psql(f"DROP DATABASE IF EXISTS {database}", admin)
+    psql(f"CREATE DATABASE {database}", admin)
+    target = urllib.parse.urlsplit(admin)._replace(path=f"/{database}").geturl()
+    try:
+        subprocess.run(["pgbench", "-i", "-q", "-s", "4", target], check=True, capture_output=True)
+        output = subprocess.run(["pgbench", "-N", "-c", "16", "-j", "2", "-T", str(SECONDS), target],
+                                check=True, capture_output=True, text=True).stdout
+        return float(re.search(r"tps = ([\d.]+)", output).group(1))
+    finally:
+        psql(f"DROP DATABASE IF EXISTS {database}", admin)
+
+
+def queue_latency(rate):
+    """Submission to start at a fixed `rate` (half the one-replica throughput), one replica."""
+    with Schema("keel_bench_latency") as url:
+        servers = postgres_replicas(url, 1)
+        try:
+            output = subprocess.run(
+                [str(RELEASE / "examples" / "queue_latency"), str(int(rate)), str(SECONDS),
+                 *[f"http://127.0.0.1:{port}" for port, _ in servers]],
+                check=True, capture_output=True, text=True,
+            ).stdout
+            return {"rate": int(rate), **json.loads(output)}
+        finally:
+            for _, server in servers:
+                server.__exit__()
+
+
+def bench_postgres():
+    one = postgres_throughput(1)
+    two = postgres_throughput(2)
+    return {"one": one, "two": two, "pgbench_tps": pgbench_rate(), "latency": queue_latency(one["rps"] / 2)}
+
+
 def startup():
     times, idle = [], []
     for _ in range(5):
@@ -256,6 +355,18 @@ def table(results):
         f"| idle memory (RSS) | {start['idle_rss_mib']:.1f} MiB | |",
         f"| release binary | {results['binary_mib']:.1f} MiB | |",
     ]
+    pg = results.get("postgres")
+    if pg:
+        lines += [
+            "",
+            "| Postgres store (the machine's PostgreSQL 15, same run) | measured | target |",
+            "|---|---|---|",
+            f"| trivial operations, submit to completion over HTTP, one replica | {pg['one']['rps']:,.0f} /s (p99 {pg['one']['p99_ms']:.1f} ms) | 2,000 /s |",
+            f"| the same, two replicas | {pg['two']['rps']:,.0f} /s (p99 {pg['two']['p99_ms']:.1f} ms) | not slower than one |",
+            f"| pgbench simple-update (`-N -c16 -j2`), the ceiling | {pg['pgbench_tps']:,.0f} transactions/s | |",
+            f"| queue latency (submission to start) at {pg['latency']['rate']:,} /s, p50 / p99 "
+            f"| {pg['latency']['p50_ms']:.1f} ms / {pg['latency']['p99_ms']:.1f} ms | |",
+        ]
     return "\n".join(lines)
 
 
@@ -297,7 +408,8 @@ def main():
         print("\n".join(table_http(results["http"])))
         return
     # The operation measurements' client; `--http-only` has no need of it.
-    subprocess.run(["cargo", "build", "--release", "--locked", "--example", "submit_operations"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--release", "--locked", "--example", "submit_operations",
+                    "--example", "queue_latency"], cwd=ROOT, check=True)
     print("operation throughput ...", flush=True)
     results["operations"] = operation_throughput()
     print(f"memory per operation ({OPERATIONS} operations) ...", flush=True)
@@ -305,6 +417,9 @@ def main():
     print("start-up ...", flush=True)
     results["startup"] = startup()
     results["binary_mib"] = (RELEASE / "keel").stat().st_size / (1024 * 1024)
+    if "--no-postgres" not in sys.argv[1:]:
+        print("Postgres store: one and two replicas, pgbench, queue latency ...", flush=True)
+        results["postgres"] = bench_postgres()
     (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     chart(results["http"], ROOT / "bench" / "results.png")
     text = table(results)

@@ -60,12 +60,23 @@ impl Application {
         registry: Registry,
         routes: OpenApiRouter<AppState>,
     ) -> Result<Self, StartupError> {
+        let store = open_store(&settings).await?;
+        Self::build_with_store(settings, registry, routes, store).await
+    }
+
+    /// Builds keel around a store of the caller's own, whatever `operations.store` says: for a
+    /// store keel does not ship, or a test's.
+    pub async fn build_with_store(
+        settings: Settings,
+        registry: Registry,
+        routes: OpenApiRouter<AppState>,
+        store: Arc<dyn OperationStore>,
+    ) -> Result<Self, StartupError> {
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port)).await?;
         let metrics = match settings.metrics.port.filter(|_| settings.metrics.enabled) {
             Some(port) => Some(TcpListener::bind((settings.server.host.as_str(), port)).await?),
             None => None,
         };
-        let store = open_store(&settings).await?;
         let state = build_state_with_store(settings, registry, store);
         let app = http::app(routes, state.clone());
         let metrics = metrics.map(|listener| (listener, http::metrics_app(state.clone())));

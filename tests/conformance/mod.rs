@@ -51,7 +51,7 @@ macro_rules! store_conformance {
             a_key_outlives_its_deleted_operation, expired_keys_are_purged, concurrent_retries_create_one_operation,
             a_deleted_operation_ends_its_watches, not_before_holds_an_operation_back,
             a_retry_queues_the_operation_again_under_a_new_lease, a_released_lease_is_claimed_again_at_once,
-            expire_queues_a_lost_operation_again_while_attempts_last
+            expire_queues_a_lost_operation_again_while_attempts_last, claim_many_takes_the_oldest_due_ones_up_to_its_limit
         );
         store_conformance!(@two $make;
             two_handles_see_one_store, two_handles_a_cancel_reaches_the_other_worker,
@@ -544,6 +544,8 @@ pub async fn purge_removes_only_old_finished_operations(store: Store) {
 }
 
 pub async fn counts_add_up(store: Store) {
+    // Relative to what the store holds already, so that it holds for a store in use too.
+    let before = store.counts().await.unwrap();
     for _ in 0..5 {
         create(&store, "sleep").await;
     }
@@ -551,7 +553,8 @@ pub async fn counts_add_up(store: Store) {
     store.claim("worker", LEASE).await.unwrap().unwrap();
     store.finish(&claim.lease, Outcome::Succeeded(json!(1))).await.unwrap();
     let counts = store.counts().await.unwrap();
-    assert_eq!((counts.queued, counts.running, counts.finished), (3, 1, 1));
+    let moved = (counts.queued + 2 - before.queued, counts.running - before.running, counts.finished - before.finished);
+    assert_eq!(moved, (5, 1, 1), "five created, two claimed, one of them finished");
 }
 
 pub async fn not_before_holds_an_operation_back(store: Store) {
@@ -626,4 +629,32 @@ pub async fn expire_queues_a_lost_operation_again_while_attempts_last(store: Sto
     assert_eq!(changed.len(), 1);
     assert_eq!(changed[0].status, Status::Failed, "no attempt left");
     assert_eq!(changed[0].error.as_ref().map(|e| e.kind.as_str()), Some("worker-lost"));
+
+    // A lost operation past its deadline ends as overdue, attempts or not.
+    let mut short = with_attempts(new_operation("sleep"), 3);
+    short.deadline_at = OffsetDateTime::now_utc() + Duration::from_secs(30);
+    let short = store.create(short, ROOMY).await.unwrap().into_operation();
+    store.claim("worker", Duration::from_secs(5)).await.unwrap().expect("claimable");
+    let changed = store.expire(later).await.unwrap();
+    let ended = changed.iter().find(|op| op.id == short.id).expect("expired");
+    assert_eq!(ended.error.as_ref().map(|e| e.kind.as_str()), Some("deadline-exceeded"));
+}
+
+pub async fn claim_many_takes_the_oldest_due_ones_up_to_its_limit(store: Store) {
+    let mut created = Vec::new();
+    for _ in 0..5 {
+        created.push(create(&store, "sleep").await.id);
+    }
+    let mut later = new_operation("sleep");
+    later.not_before = Some(OffsetDateTime::now_utc() + Duration::from_secs(3600));
+    store.create(later, ROOMY).await.unwrap();
+    let first = store.claim_many("worker", LEASE, 3).await.unwrap();
+    assert_eq!(first.iter().map(|c| c.operation.id.clone()).collect::<Vec<_>>(), created[..3], "oldest first");
+    let rest = store.claim_many("worker", LEASE, 10).await.unwrap();
+    assert_eq!(rest.iter().map(|c| c.operation.id.clone()).collect::<Vec<_>>(), created[3..], "only what is due");
+    let mut tokens: Vec<u64> = first.iter().chain(&rest).map(|c| c.lease.token).collect();
+    tokens.sort_unstable();
+    tokens.dedup();
+    assert_eq!(tokens.len(), 5, "a lease of its own each");
+    assert!(rest.iter().all(|c| c.operation.status == Status::Running && c.operation.attempt == 1));
 }

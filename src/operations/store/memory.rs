@@ -351,7 +351,9 @@ impl OperationStore for MemoryStore {
         let mut ended = Vec::with_capacity(lost.len() + overdue.len());
         for id in lost {
             let op = inner.records[&id].state.borrow().clone();
-            if op.attempt < op.max_attempts && op.deadline_at > now {
+            if op.deadline_at <= now {
+                ended.push(inner.end(&id, Outcome::Failed(OperationError::deadline_exceeded()), now)?);
+            } else if op.attempt < op.max_attempts {
                 ended.push(inner.requeue(&id, None, false, now)?);
             } else {
                 ended.push(inner.end(&id, Outcome::Failed(OperationError::worker_lost()), now)?);

@@ -446,11 +446,13 @@ impl OperationStore for PostgresStore {
         if !try_sweeper_lock(&mut tx, self.sweeper_lock).await? {
             return Ok(Vec::new());
         }
-        // A lost worker's operation runs again while it has attempts and time left.
+        // A lost worker's operation runs again while it has attempts and time left; past its
+        // deadline it ends as any overdue operation does.
         let lost = returning(
             "UPDATE keel_operations SET
                status = CASE WHEN attempt < max_attempts AND deadline_at > $1 THEN 'queued' ELSE 'failed' END,
-               error = CASE WHEN attempt < max_attempts AND deadline_at > $1 THEN NULL ELSE $2 END,
+               error = CASE WHEN deadline_at <= $1 THEN $3
+                            WHEN attempt < max_attempts THEN NULL ELSE $2 END,
                finished_at = CASE WHEN attempt < max_attempts AND deadline_at > $1 THEN NULL ELSE $1 END,
                progress_percent = 0, progress_message = NULL, not_before = NULL,
                lease_token = NULL, lease_expires_at = NULL, version = version + 1
@@ -460,16 +462,17 @@ impl OperationStore for PostgresStore {
             "UPDATE keel_operations SET status = 'failed', error = $2, finished_at = $1, version = version + 1
              WHERE status = 'queued' AND deadline_at < $1",
         );
-        let mut rows = Vec::new();
-        for (sql, error) in [(lost, OperationError::worker_lost()), (overdue, OperationError::deadline_exceeded())] {
-            let changed = sqlx::query(&sql)
-                .bind(now)
-                .bind(sqlx::types::Json(error))
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(classify)?;
-            rows.extend(changed);
-        }
+        let deadline_exceeded = sqlx::types::Json(OperationError::deadline_exceeded());
+        let mut rows = sqlx::query(&lost)
+            .bind(now)
+            .bind(sqlx::types::Json(OperationError::worker_lost()))
+            .bind(&deadline_exceeded)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(classify)?;
+        rows.extend(
+            sqlx::query(&overdue).bind(now).bind(&deadline_exceeded).fetch_all(&mut *tx).await.map_err(classify)?,
+        );
         tx.commit().await.map_err(classify)?;
         let ended = rows.iter().map(|row| self.changed(row)).collect::<Result<Vec<_>, _>>()?;
         if ended.iter().any(|operation| !operation.done) {
