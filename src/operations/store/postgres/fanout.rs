@@ -156,9 +156,17 @@ impl Fanout {
     }
 
     pub(super) fn deleted(&self, id: &str) {
+        self.forgotten(id);
+        let _ = self.outgoing.send(Event::Deleted(id.to_owned()));
+    }
+
+    /// An operation removed by retention: its watches here end, and nobody else is told. Its
+    /// watchers had its terminal state long ago, and another replica's watches of it end at
+    /// that replica's next resync, which finds it gone; announcing every purged row would
+    /// cost as much as the purge.
+    pub(super) fn forgotten(&self, id: &str) {
         lock(&self.recent).note(id, None);
         lock(&self.watched).remove(id);
-        let _ = self.outgoing.send(Event::Deleted(id.to_owned()));
     }
 
     /// Work was queued here: this process's executor knows; the others are told.

@@ -489,8 +489,7 @@ impl OperationStore for PostgresStore {
                 cutoff,
             )
             .await?;
-        // Watchers here and on other replicas hear of each removal, as of a `DELETE`.
-        ids.iter().for_each(|id| self.fanout.deleted(id));
+        ids.iter().for_each(|id| self.fanout.forgotten(id));
         Ok(ids.len())
     }
 
