@@ -142,9 +142,19 @@ impl PostgresStore {
         Ok(operation)
     }
 
-    /// Runs a batched `DELETE` (`$1` the cutoff, `$2` the batch size) returning `id` or `key`,
-    /// until a batch comes back short, under the sweeper's lock. Returns what it deleted.
-    async fn purge(&self, sql: &str, cutoff: OffsetDateTime) -> Result<Vec<String>, StoreError> {
+    /// Deletes the rows of `table` whose `time` column is before `cutoff`, [`PURGE_BATCH`] at a
+    /// time, under the sweeper's lock, and returns their `key` column. The names are keel's own
+    /// constants, never input.
+    async fn purge(
+        &self,
+        table: &str,
+        key: &str,
+        time: &str,
+        cutoff: OffsetDateTime,
+    ) -> Result<Vec<String>, StoreError> {
+        let sql = format!(
+            "DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE {time} < $1 LIMIT $2) RETURNING {key}"
+        );
         let mut purged = Vec::new();
         loop {
             let mut tx = self.pool.begin().await.map_err(classify)?;
@@ -152,7 +162,7 @@ impl PostgresStore {
                 return Ok(purged);
             }
             let batch: Vec<String> =
-                sqlx::query_scalar(sql).bind(cutoff).bind(PURGE_BATCH).fetch_all(&mut *tx).await.map_err(classify)?;
+                sqlx::query_scalar(&sql).bind(cutoff).bind(PURGE_BATCH).fetch_all(&mut *tx).await.map_err(classify)?;
             tx.commit().await.map_err(classify)?;
             let short = (batch.len() as i64) < PURGE_BATCH;
             purged.extend(batch);
@@ -482,26 +492,13 @@ impl OperationStore for PostgresStore {
     }
 
     async fn purge_finished(&self, cutoff: OffsetDateTime) -> Result<usize, StoreError> {
-        let ids = self
-            .purge(
-                "DELETE FROM keel_operations WHERE id IN
-                   (SELECT id FROM keel_operations WHERE finished_at < $1 LIMIT $2) RETURNING id",
-                cutoff,
-            )
-            .await?;
+        let ids = self.purge("keel_operations", "id", "finished_at", cutoff).await?;
         ids.iter().for_each(|id| self.fanout.forgotten(id));
         Ok(ids.len())
     }
 
     async fn purge_expired_keys(&self, now: OffsetDateTime) -> Result<usize, StoreError> {
-        let keys = self
-            .purge(
-                "DELETE FROM keel_idempotency_keys WHERE key IN
-                   (SELECT key FROM keel_idempotency_keys WHERE expires_at < $1 LIMIT $2) RETURNING key",
-                now,
-            )
-            .await?;
-        Ok(keys.len())
+        Ok(self.purge("keel_idempotency_keys", "key", "expires_at", now).await?.len())
     }
 
     async fn watch(&self, id: &str) -> Result<Option<watch::Receiver<Operation>>, StoreError> {
