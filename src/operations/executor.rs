@@ -564,7 +564,10 @@ impl Inner {
             let now = OffsetDateTime::now_utc();
             match self.store.expire(now).await {
                 Ok(ended) if !ended.is_empty() => {
-                    ended.iter().for_each(record_finished);
+                    if ended.iter().any(|operation| !operation.done) {
+                        self.work_available.notify_one(); // Queued again: claimable here too.
+                    }
+                    ended.iter().filter(|operation| operation.done).for_each(record_finished);
                     tracing::info!(count = ended.len(), "expired operations that could no longer finish");
                 }
                 Ok(_) => {}
