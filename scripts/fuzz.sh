@@ -3,6 +3,11 @@
 # generated request must get a response the document allows (status, content type, headers,
 # body), and none may get a 5xx.
 #
+# One worker: with two, schemathesis calls ast.parse from two threads, and this machine's
+# CPython 3.11.7 then fails now and then with "SystemError: AST constructor recursion depth
+# mismatch" (seen once in three runs; an error inside the tool, not a finding), which would turn
+# CI red for nothing.
+#
 # /examples/sleep is left out: answering 503 once `ms` passes the request timeout is what it
 # exists to show, and each such request would hold the run for the whole timeout.
 set -euo pipefail
@@ -24,5 +29,5 @@ trap 'kill $keel 2>/dev/null; wait $keel 2>/dev/null || true' EXIT
     --wait-for-schema 60 \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
     --max-examples "${FUZZ_EXAMPLES:-30}" \
-    --workers 2 \
+    --workers 1 \
     --exclude-path /examples/sleep
