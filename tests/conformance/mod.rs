@@ -373,8 +373,6 @@ pub async fn two_handles_work_queued_on_one_wakes_the_other(a: Store, b: Store) 
     if !a.is_shared() {
         return; // One process: its executor wakes its own dispatcher.
     }
-    // Whatever was announced before (the schema is new, but be safe) is consumed first.
-    let _ = tokio::time::timeout(Duration::from_millis(50), b.work_queued()).await;
     let woken = tokio::spawn({
         let b = Arc::clone(&b);
         async move { tokio::time::timeout(PROMPTLY, b.work_queued()).await.is_ok() }

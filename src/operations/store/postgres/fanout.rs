@@ -10,8 +10,8 @@
 //!   dispatcher (`q`), or reads the operations someone here watches again (`c<id>`, one query
 //!   per batch), or ends their watches (`d<id>`). A process ignores its own payloads.
 //! - **Lost notifications** (a dropped connection, a Postgres restart) cost at most a second:
-//!   everything watched here is read again once a second, and after every reconnect, and the
-//!   dispatcher is woken.
+//!   everything watched here is read again once a second and after every reconnect, when the
+//!   dispatcher is woken too (otherwise its own poll is the fallback).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -255,15 +255,24 @@ impl Fanout {
         Ok(())
     }
 
-    /// Reads everything watched here again, and wakes the dispatcher.
+    /// Reads everything watched here again.
     async fn resync(&self, pool: &PgPool) -> Result<(), StoreError> {
-        self.work.notify_one();
         let ids: Vec<String> = {
             let mut watched = lock(&self.watched);
             watched.retain(|_, entry| entry.sender.receiver_count() > 0);
             watched.keys().cloned().collect()
         };
         self.refresh(pool, &ids).await
+    }
+
+    /// After notifications may have been missed (a reconnect): queued work may be waiting, and
+    /// what is watched may have changed. The once-a-second resync does not wake the dispatcher:
+    /// its own poll (`operations.poll_interval_ms`) covers that.
+    async fn missed(&self, pool: &PgPool) {
+        self.work.notify_one();
+        if let Err(error) = self.resync(pool).await {
+            tracing::debug!(%error, "could not resynchronise watched operations");
+        }
     }
 
     /// Acts on one payload of another process.
@@ -375,12 +384,12 @@ async fn listen(mut listener: PgListener, pool: PgPool, fanout: Arc<Fanout>) {
             // announced meanwhile is read again now.
             Ok(None) => {
                 tracing::warn!("operation notifications: connection lost, reconnecting");
-                fanout.resync(&pool).await.ok();
+                fanout.missed(&pool).await;
             }
             Err(error) => {
                 tracing::warn!(error = %classify(error), "operation notifications: listening failed; retrying in a second");
                 tokio::time::sleep(RESYNC_INTERVAL).await;
-                fanout.resync(&pool).await.ok();
+                fanout.missed(&pool).await;
             }
         }
     }
