@@ -54,8 +54,8 @@ pub struct ExecutorSettings {
     pub heartbeat_interval: Duration,
     /// How often the sweeper expires and purges.
     pub sweep_interval: Duration,
-    /// How often an idle dispatcher looks for work submitted through a shared store by another
-    /// process, should its notification be lost; a process-local store wakes it directly.
+    /// How often an idle dispatcher looks for work anyway: work another process queued whose
+    /// notification was lost, and work scheduled (`not_before`) by another process.
     pub poll_interval: Duration,
 }
 
@@ -607,9 +607,9 @@ impl Inner {
     }
 }
 
-/// What makes two submissions the same request: SHA-256 of kind, input and timeout, so a key's
-/// record stays small however large the input (serde_json sorts object keys, so equal requests
-/// hash alike).
+/// What makes two submissions the same request: SHA-256 of kind, input, timeout and
+/// `not_before`, so a key's record stays small however large the input (serde_json sorts object
+/// keys, so equal requests hash alike).
 fn fingerprint(kind: &str, input: &Value, timeout: Duration, not_before: Option<OffsetDateTime>) -> String {
     let not_before = not_before.map(|at| at.unix_timestamp_nanos().to_string());
     let request = serde_json::json!([kind, input, timeout.as_millis() as u64, not_before]).to_string();

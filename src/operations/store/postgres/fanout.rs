@@ -201,9 +201,9 @@ impl Fanout {
             },
         };
         let receiver = {
+            // Entries nobody reads any more are dropped at the next resync, not here: a scan of
+            // every watch for each new one would put it on the request path.
             let mut watched = lock(&self.watched);
-            // Entries nobody reads any more go here, and at every resync.
-            watched.retain(|_, entry| entry.sender.receiver_count() > 0);
             let entry = watched
                 .entry(id.to_owned())
                 .or_insert_with(|| Watched { sender: watch::channel(operation.clone()).0, version });

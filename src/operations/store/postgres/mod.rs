@@ -98,10 +98,6 @@ impl PostgresStore {
         })
     }
 
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
     /// The operation a changing statement returned, handed to its watchers and announced.
     fn changed(&self, row: &PgRow) -> Result<Operation, StoreError> {
         let (operation, version) = operation_from_row(row)?;
