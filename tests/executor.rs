@@ -94,12 +94,32 @@ fn limits(max_running: usize, queue_capacity: usize) -> ExecutorSettings {
         heartbeat_interval: Duration::from_secs(10),
         sweep_interval: Duration::from_secs(1),
         poll_interval: Duration::from_millis(500),
+        progress_interval: Duration::from_millis(250),
+    }
+}
+
+/// Reports progress every millisecond for `ms`, as a kind in a tight loop would.
+struct Chatty;
+
+impl OperationKind for Chatty {
+    const NAME: &'static str = "chatty";
+    const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
+    type Input = WaitInput;
+    type Output = ();
+
+    async fn run(&self, ctx: OperationContext, input: WaitInput) -> Result<(), OperationError> {
+        for done in 1..=input.ms {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            ctx.progress((done * 100 / input.ms) as u8, format!("{done} of {}", input.ms));
+        }
+        Ok(())
     }
 }
 
 fn start(settings: ExecutorSettings) -> (Executor, Arc<Stats>) {
     let stats = Arc::new(Stats::default());
-    let registry = keel::operations::kinds::registry().register(Probe(stats.clone())).register(Stubborn);
+    let registry =
+        keel::operations::kinds::registry().register(Probe(stats.clone())).register(Stubborn).register(Chatty);
     (start_with(settings, registry), stats)
 }
 
@@ -278,6 +298,28 @@ async fn the_demonstration_kinds_produce_their_results() {
     assert_eq!(sleep.progress.message.as_deref(), Some("step 4 of 4"));
     let fanout = finished(&executor, &fanout.id).await;
     assert_eq!(fanout.result, Some(json!({ "completion_order": [0, 1, 2, 3, 4] })));
+}
+
+#[tokio::test(start_paused = true)]
+async fn progress_is_recorded_at_most_once_an_interval_and_the_last_report_with_the_end() {
+    let (executor, _) = start(limits(1, 10)); // progress_interval: 250 ms
+    let chatty = submit(&executor, "chatty", json!({ "ms": 1000 })).await;
+    let mut changes = executor.watch(&chatty.id).await.unwrap();
+    let mut recorded = Vec::new();
+    while !changes.borrow_and_update().done {
+        let running = changes.borrow().clone();
+        if running.status == Status::Running && recorded.last() != Some(&running.progress) {
+            recorded.push(running.progress);
+        }
+        changes.changed().await.unwrap();
+    }
+    // A thousand reports, one a millisecond: the first at once, then one per 250 ms.
+    let messages: Vec<_> = recorded.iter().filter_map(|p| p.message.clone()).collect();
+    assert!((3..=6).contains(&messages.len()), "recorded while running: {messages:?}");
+    assert_eq!(messages[0], "1 of 1000", "the first report is recorded at once");
+    let done = finished(&executor, &chatty.id).await;
+    assert_eq!(done.progress.message.as_deref(), Some("1000 of 1000"), "the end records the last report");
+    assert_eq!(done.progress.percent, 100);
 }
 
 #[tokio::test]

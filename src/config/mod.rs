@@ -99,6 +99,9 @@ pub struct OperationSettings {
     pub sweep_interval_ms: u64,
     /// How often an idle replica looks for work anyway, in case a notification was lost.
     pub poll_interval_ms: u64,
+    /// A running operation's progress is recorded at most this often (the latest report wins,
+    /// and the last one is recorded with the operation's end); 0 records every report.
+    pub progress_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::kind::{OperationContext, Registry};
-use super::model::{Operation, OperationError, Outcome, Status};
+use super::model::{Operation, OperationError, Outcome, Progress, Status};
 use super::store::{
     Claim, Counts, Created, Idempotency, Lease, ListQuery, NewOperation, OperationStore, Page, StoreError,
 };
@@ -57,6 +57,8 @@ pub struct ExecutorSettings {
     /// How often an idle dispatcher looks for work anyway: work another process queued whose
     /// notification was lost, and work scheduled (`not_before`) by another process.
     pub poll_interval: Duration,
+    /// A running operation's progress is written to the store at most this often.
+    pub progress_interval: Duration,
 }
 
 impl From<&OperationSettings> for ExecutorSettings {
@@ -72,6 +74,7 @@ impl From<&OperationSettings> for ExecutorSettings {
             heartbeat_interval: Duration::from_millis(s.heartbeat_interval_ms),
             sweep_interval: Duration::from_millis(s.sweep_interval_ms),
             poll_interval: Duration::from_millis(s.poll_interval_ms),
+            progress_interval: Duration::from_millis(s.progress_interval_ms),
         }
     }
 }
@@ -425,7 +428,7 @@ impl Inner {
             (operation.kind.clone(), operation.attempt, operation.max_attempts, operation.deadline_at);
         tracing::debug!(operation_id = %operation.id, kind, attempt, "operation started");
         let started = tokio::time::Instant::now();
-        let outcome = self.execute(operation, &lease, &token).await;
+        let (outcome, last_progress) = self.execute(operation, &lease, &token).await;
         metrics::histogram!(names::OPERATION_RUN_DURATION, "kind" => kind.clone())
             .record(started.elapsed().as_secs_f64());
         // Blocking work that outlived the race polls this token to stop.
@@ -455,7 +458,7 @@ impl Inner {
                 }
             }
         }
-        match self.record_end(&lease, outcome).await {
+        match self.record_end(&lease, outcome, last_progress).await {
             Ok(finished) => {
                 record_finished(&finished);
                 tracing::debug!(operation_id = %finished.id, status = finished.status.as_str(), "operation finished");
@@ -471,11 +474,16 @@ impl Inner {
 
     /// Writes the outcome, trying again while the store is unreachable and the lease may still
     /// hold: a result lost to a short database outage would otherwise cost a whole new attempt.
-    async fn record_end(&self, lease: &Lease, outcome: Outcome) -> Result<Operation, StoreError> {
+    async fn record_end(
+        &self,
+        lease: &Lease,
+        outcome: Outcome,
+        last_progress: Option<Progress>,
+    ) -> Result<Operation, StoreError> {
         let give_up = tokio::time::Instant::now() + self.settings.lease_ttl;
         let mut pause = Duration::from_millis(100);
         loop {
-            match self.store.finish(lease, outcome.clone()).await {
+            match self.store.finish(lease, outcome.clone(), last_progress.clone()).await {
                 Err(StoreError::Unavailable(error)) if tokio::time::Instant::now() + pause < give_up => {
                     tracing::warn!(operation_id = %lease.operation_id, %error, "store unavailable; recording the end again shortly");
                     tokio::time::sleep(pause).await;
@@ -486,26 +494,31 @@ impl Inner {
         }
     }
 
-    async fn execute(&self, operation: Operation, lease: &Lease, token: &CancellationToken) -> Outcome {
+    /// Runs the kind's code to its outcome, and returns it with the last progress it reported.
+    async fn execute(
+        &self,
+        operation: Operation,
+        lease: &Lease,
+        token: &CancellationToken,
+    ) -> (Outcome, Option<Progress>) {
         let Some(kind) = self.registry.get(&operation.kind) else {
-            return Outcome::Failed(OperationError::failed(format!(
-                "kind {:?} is not registered here",
-                operation.kind
-            )));
+            let error = OperationError::failed(format!("kind {:?} is not registered here", operation.kind));
+            return (Outcome::Failed(error), None);
         };
         let remaining = operation.deadline_at - OffsetDateTime::now_utc();
         let Ok(remaining) = Duration::try_from(remaining) else {
-            return Outcome::Failed(OperationError::deadline_exceeded());
+            return (Outcome::Failed(OperationError::deadline_exceeded()), None);
         };
+        let (progress, mut reports) = watch::channel(None);
         let ctx = OperationContext::new(
-            Arc::clone(&self.store),
-            lease.clone(),
+            operation.id.clone(),
             operation.attempt,
             token.clone(),
+            progress,
             self.blocking.clone(),
         );
         let work = AssertUnwindSafe(kind.run(ctx, operation.input)).catch_unwind();
-        tokio::select! {
+        let outcome = tokio::select! {
             result = work => match result {
                 Ok(Ok(value)) => Outcome::Succeeded(value),
                 Ok(Err(error)) => Outcome::Failed(error),
@@ -522,7 +535,36 @@ impl Inner {
             }
             outcome = self.keep_lease(lease, token) => outcome,
             outcome = self.ended_elsewhere(&operation.id, token) => outcome,
+            outcome = self.record_progress(lease, &mut reports, token) => outcome,
+        };
+        let last_progress = reports.borrow().clone();
+        (outcome, last_progress)
+    }
+
+    /// Records the kind's latest progress report, then waits `progress_interval` before the
+    /// next: one write per interval however often the kind reports (a kind reporting in a tight
+    /// loop would otherwise write per report), and none at all for work that ends first, since
+    /// the end records the last report. Trips `token` when the lease is gone. Never completes
+    /// by itself.
+    async fn record_progress(
+        &self,
+        lease: &Lease,
+        reports: &mut watch::Receiver<Option<Progress>>,
+        token: &CancellationToken,
+    ) -> Outcome {
+        while reports.changed().await.is_ok() {
+            let Some(progress) = reports.borrow_and_update().clone() else { continue };
+            match self.store.set_progress(lease, progress).await {
+                Ok(()) => {}
+                Err(StoreError::LeaseLost) => {
+                    token.cancel();
+                    break;
+                }
+                Err(error) => tracing::warn!(operation_id = %lease.operation_id, %error, "could not record progress"),
+            }
+            tokio::time::sleep(self.settings.progress_interval).await;
         }
+        std::future::pending().await
     }
 
     /// Trips `token` as soon as the store shows the operation ended without this run: a cancel

@@ -13,10 +13,10 @@ use futures_util::future::BoxFuture;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::model::{OperationError, Progress};
-use super::store::{Lease, OperationStore, StoreError};
 use crate::blocking::BlockingPool;
 
 pub trait OperationKind: Send + Sync + 'static {
@@ -81,26 +81,21 @@ pub struct OperationContext {
     id: String,
     attempt: u32,
     cancellation: CancellationToken,
-    progress: ProgressReporter,
+    /// The latest report, picked up by the executor, which records it at most once every
+    /// `operations.progress_interval_ms` and with the operation's end.
+    progress: Arc<watch::Sender<Option<Progress>>>,
     blocking: BlockingPool,
-}
-
-#[derive(Clone)]
-struct ProgressReporter {
-    store: Arc<dyn OperationStore>,
-    lease: Lease,
 }
 
 impl OperationContext {
     pub(crate) fn new(
-        store: Arc<dyn OperationStore>,
-        lease: Lease,
+        id: String,
         attempt: u32,
         cancellation: CancellationToken,
+        progress: watch::Sender<Option<Progress>>,
         blocking: BlockingPool,
     ) -> Self {
-        let id = lease.operation_id.clone();
-        Self { id, attempt, cancellation, progress: ProgressReporter { store, lease }, blocking }
+        Self { id, attempt, cancellation, progress: Arc::new(progress), blocking }
     }
 
     /// The operation's id: with [`attempt`](Self::attempt), what makes side effects idempotent
@@ -115,15 +110,13 @@ impl OperationContext {
         self.attempt
     }
 
-    /// Records progress (`percent` is capped at 100). If the operation has ended meanwhile
-    /// (cancelled, or expired), this trips the cancellation token so the work stops.
-    pub async fn progress(&self, percent: u8, message: impl Into<String>) {
+    /// Reports progress (`percent` is capped at 100). Returns at once: the executor records the
+    /// latest report at most once every `operations.progress_interval_ms`, and the last one with
+    /// the operation's end, so reporting often costs no write per report. If the operation has
+    /// ended meanwhile (cancelled, or expired), recording it trips the cancellation token.
+    pub fn progress(&self, percent: u8, message: impl Into<String>) {
         let progress = Progress { percent: percent.min(100), message: Some(message.into()) };
-        match self.progress.store.set_progress(&self.progress.lease, progress).await {
-            Ok(()) => {}
-            Err(StoreError::LeaseLost) => self.cancellation.cancel(),
-            Err(error) => tracing::warn!(operation_id = %self.id, %error, "could not record progress"),
-        }
+        self.progress.send_replace(Some(progress));
     }
 
     /// Resolves when the operation is cancelled, by a client, its deadline or a shutdown.

@@ -51,7 +51,8 @@ macro_rules! store_conformance {
             a_key_outlives_its_deleted_operation, expired_keys_are_purged, concurrent_retries_create_one_operation,
             a_deleted_operation_ends_its_watches, not_before_holds_an_operation_back,
             a_retry_queues_the_operation_again_under_a_new_lease, a_released_lease_is_claimed_again_at_once,
-            expire_queues_a_lost_operation_again_while_attempts_last, claim_many_takes_the_oldest_due_ones_up_to_its_limit
+            expire_queues_a_lost_operation_again_while_attempts_last, claim_many_takes_the_oldest_due_ones_up_to_its_limit,
+            the_end_records_the_last_progress_report
         );
         store_conformance!(@two $make;
             two_handles_see_one_store, two_handles_a_cancel_reaches_the_other_worker,
@@ -207,9 +208,9 @@ pub async fn finishing_needs_the_current_lease(store: Store) {
     create(&store, "sleep").await;
     let claim = store.claim("worker", LEASE).await.unwrap().unwrap();
     let forged = keel::operations::store::Lease { token: claim.lease.token.wrapping_add(1000), ..claim.lease.clone() };
-    assert!(matches!(store.finish(&forged, Outcome::Succeeded(json!(1))).await, Err(StoreError::LeaseLost)));
+    assert!(matches!(store.finish(&forged, Outcome::Succeeded(json!(1)), None).await, Err(StoreError::LeaseLost)));
     store.heartbeat(&claim.lease, LEASE).await.expect("the holder may renew");
-    let finished = store.finish(&claim.lease, Outcome::Succeeded(json!({ "ok": true }))).await.unwrap();
+    let finished = store.finish(&claim.lease, Outcome::Succeeded(json!({ "ok": true })), None).await.unwrap();
     assert_eq!(finished.status, Status::Succeeded);
     assert!(finished.done);
     assert_eq!(finished.result, Some(json!({ "ok": true })));
@@ -221,10 +222,10 @@ pub async fn finishing_needs_the_current_lease(store: Store) {
 pub async fn a_terminal_state_never_changes(store: Store) {
     create(&store, "sleep").await;
     let claim = store.claim("worker", LEASE).await.unwrap().unwrap();
-    let failed = store.finish(&claim.lease, Outcome::Failed(OperationError::failed("boom"))).await.unwrap();
+    let failed = store.finish(&claim.lease, Outcome::Failed(OperationError::failed("boom")), None).await.unwrap();
     assert_eq!(failed.status, Status::Failed);
     assert_eq!(failed.error.as_ref().unwrap().kind, "operation-failed");
-    assert!(matches!(store.finish(&claim.lease, Outcome::Succeeded(json!(1))).await, Err(StoreError::LeaseLost)));
+    assert!(matches!(store.finish(&claim.lease, Outcome::Succeeded(json!(1)), None).await, Err(StoreError::LeaseLost)));
     assert!(matches!(
         store.cancel(&failed.id, OperationError::cancelled_by_client()).await,
         Err(StoreError::AlreadyFinished)
@@ -245,7 +246,7 @@ pub async fn a_cancel_invalidates_the_lease(store: Store) {
     );
     let progress = Progress { percent: 50, message: None };
     assert!(matches!(store.set_progress(&claim.lease, progress).await, Err(StoreError::LeaseLost)));
-    assert!(matches!(store.finish(&claim.lease, Outcome::Succeeded(json!(1))).await, Err(StoreError::LeaseLost)));
+    assert!(matches!(store.finish(&claim.lease, Outcome::Succeeded(json!(1)), None).await, Err(StoreError::LeaseLost)));
     assert_eq!(
         store.get(&cancelled.id).await.unwrap().unwrap().status,
         Status::Cancelled,
@@ -280,8 +281,30 @@ pub async fn progress_and_changes_are_visible(store: Store) {
     store.set_progress(&claim.lease, progress.clone()).await.unwrap();
     until(&mut changes, |op| op.progress == progress).await;
     assert_eq!(store.get(&op.id).await.unwrap().unwrap().progress, progress);
-    store.finish(&claim.lease, Outcome::Succeeded(json!(null))).await.unwrap();
+    store.finish(&claim.lease, Outcome::Succeeded(json!(null)), None).await.unwrap();
     until(&mut changes, |op| op.done).await;
+}
+
+pub async fn the_end_records_the_last_progress_report(store: Store) {
+    let succeeding = create(&store, "sleep").await;
+    let failing = create(&store, "sleep").await;
+    let last = |message: &str| Some(Progress { percent: 75, message: Some(message.to_owned()) });
+    let claims = store.claim_many("worker", LEASE, 2).await.unwrap();
+    let [first, second] = &claims[..] else { panic!("two claims: {claims:?}") };
+    assert_eq!(
+        (first.operation.id.as_str(), second.operation.id.as_str()),
+        (succeeding.id.as_str(), failing.id.as_str())
+    );
+    let mut changes = store.watch(&succeeding.id).await.unwrap().expect("a watch on a stored operation");
+
+    let succeeded = store.finish(&first.lease, Outcome::Succeeded(json!(1)), last("step 4 of 4")).await.unwrap();
+    assert_eq!(succeeded.progress, Progress { percent: 100, message: Some("step 4 of 4".to_owned()) });
+    let seen = until(&mut changes, |op| op.done).await;
+    assert_eq!(seen.progress, succeeded.progress, "watchers see the report with the end");
+    let failed =
+        store.finish(&second.lease, Outcome::Failed(OperationError::failed("boom")), last("step 3 of 4")).await;
+    assert_eq!(failed.unwrap().progress, last("step 3 of 4").unwrap(), "a failure keeps the percent reached");
+    assert_eq!(store.get(&succeeding.id).await.unwrap().unwrap().progress, succeeded.progress);
 }
 
 /// Waits, at most [`PROMPTLY`], until the watched operation satisfies `condition`.
@@ -310,7 +333,7 @@ pub async fn two_handles_see_one_store(a: Store, b: Store) {
     assert_eq!(b.get(&op.id).await.unwrap(), Some(op.clone()));
     let claim = b.claim("worker-b", LEASE).await.unwrap().expect("b sees a's submission");
     assert_eq!(claim.operation.id, op.id);
-    let done = b.finish(&claim.lease, Outcome::Succeeded(json!(7))).await.unwrap();
+    let done = b.finish(&claim.lease, Outcome::Succeeded(json!(7)), None).await.unwrap();
     assert_eq!(a.get(&op.id).await.unwrap(), Some(done));
     a.delete(&op.id).await.unwrap();
     assert_eq!(b.get(&op.id).await.unwrap(), None);
@@ -324,7 +347,7 @@ pub async fn two_handles_a_cancel_reaches_the_other_worker(a: Store, b: Store) {
     let seen = until(&mut seen_by_worker, |op| op.done).await;
     assert_eq!(seen.status, Status::Cancelled, "the worker's process learns of the cancel");
     assert!(matches!(b.heartbeat(&claim.lease, LEASE).await, Err(StoreError::LeaseLost)));
-    assert!(matches!(b.finish(&claim.lease, Outcome::Succeeded(json!(1))).await, Err(StoreError::LeaseLost)));
+    assert!(matches!(b.finish(&claim.lease, Outcome::Succeeded(json!(1)), None).await, Err(StoreError::LeaseLost)));
     assert_eq!(a.get(&op.id).await.unwrap().unwrap().status, Status::Cancelled);
 }
 
@@ -336,7 +359,7 @@ pub async fn two_handles_a_watch_is_fed_by_the_other(a: Store, b: Store) {
     let progress = Progress { percent: 60, message: Some("most of it".to_owned()) };
     b.set_progress(&claim.lease, progress.clone()).await.unwrap();
     until(&mut changes, |op| op.progress == progress).await;
-    b.finish(&claim.lease, Outcome::Succeeded(json!({ "ok": 1 }))).await.unwrap();
+    b.finish(&claim.lease, Outcome::Succeeded(json!({ "ok": 1 })), None).await.unwrap();
     let done = until(&mut changes, |op| op.done).await;
     assert_eq!(done.result, Some(json!({ "ok": 1 })));
 }
@@ -388,7 +411,7 @@ pub async fn two_handles_an_expired_lease_fences_the_first_worker(a: Store, b: S
     assert_eq!(expired.iter().map(|op| op.id.as_str()).collect::<Vec<_>>(), [op.id.as_str()]);
     let progress = Progress { percent: 99, message: None };
     assert!(matches!(a.set_progress(&claim.lease, progress).await, Err(StoreError::LeaseLost)));
-    assert!(matches!(a.finish(&claim.lease, Outcome::Succeeded(json!(1))).await, Err(StoreError::LeaseLost)));
+    assert!(matches!(a.finish(&claim.lease, Outcome::Succeeded(json!(1)), None).await, Err(StoreError::LeaseLost)));
     let ended = b.get(&op.id).await.unwrap().unwrap();
     assert_eq!(ended.error.map(|e| e.kind).as_deref(), Some("worker-lost"), "the late result is refused");
 }
@@ -399,7 +422,7 @@ pub async fn delete_needs_a_finished_operation(store: Store) {
     assert!(matches!(store.delete(&id).await, Err(StoreError::NotFinished)), "queued");
     let claim = store.claim("worker", LEASE).await.unwrap().unwrap();
     assert!(matches!(store.delete(&id).await, Err(StoreError::NotFinished)), "running");
-    store.finish(&claim.lease, Outcome::Succeeded(json!(1))).await.unwrap();
+    store.finish(&claim.lease, Outcome::Succeeded(json!(1)), None).await.unwrap();
     store.delete(&id).await.unwrap();
     assert_eq!(store.get(&id).await.unwrap(), None);
     assert!(matches!(store.delete(&id).await, Err(StoreError::NotFound)));
@@ -524,7 +547,7 @@ pub async fn expire_fails_what_can_no_longer_finish(store: Store) {
     assert_eq!(ended(&overdue.id), Some((Status::Failed, "deadline-exceeded".to_owned())));
     assert_eq!(expired.len(), 2);
     assert_eq!(store.get(&healthy.id).await.unwrap().unwrap().status, Status::Queued, "within its deadline");
-    assert!(matches!(store.finish(&claim.lease, Outcome::Succeeded(json!(1))).await, Err(StoreError::LeaseLost)));
+    assert!(matches!(store.finish(&claim.lease, Outcome::Succeeded(json!(1)), None).await, Err(StoreError::LeaseLost)));
 }
 
 pub async fn purge_removes_only_old_finished_operations(store: Store) {
@@ -549,7 +572,7 @@ pub async fn counts_add_up(store: Store) {
     }
     let claim = store.claim("worker", LEASE).await.unwrap().unwrap();
     store.claim("worker", LEASE).await.unwrap().unwrap();
-    store.finish(&claim.lease, Outcome::Succeeded(json!(1))).await.unwrap();
+    store.finish(&claim.lease, Outcome::Succeeded(json!(1)), None).await.unwrap();
     let counts = store.counts().await.unwrap();
     let moved = (counts.queued + 2 - before.queued, counts.running - before.running, counts.finished - before.finished);
     assert_eq!(moved, (5, 1, 1), "five created, two claimed, one of them finished");
@@ -586,7 +609,7 @@ pub async fn a_retry_queues_the_operation_again_under_a_new_lease(store: Store) 
     assert_eq!(queued.progress, Progress::default(), "a new attempt starts from nothing");
     assert!(store.claim("worker", LEASE).await.unwrap().is_none(), "the backoff holds it back");
     assert!(matches!(store.retry(&first.lease, later).await, Err(StoreError::LeaseLost)), "retried once");
-    assert!(matches!(store.finish(&first.lease, Outcome::Succeeded(json!(1))).await, Err(StoreError::LeaseLost)));
+    assert!(matches!(store.finish(&first.lease, Outcome::Succeeded(json!(1)), None).await, Err(StoreError::LeaseLost)));
 
     let again = store.create(with_attempts(new_operation("sleep"), 3), ROOMY).await.unwrap().into_operation();
     let first = store.claim("worker", LEASE).await.unwrap().unwrap();
@@ -597,8 +620,11 @@ pub async fn a_retry_queues_the_operation_again_under_a_new_lease(store: Store) 
     assert_ne!(second.lease.token, first.lease.token, "a new claim, a new token");
     // Fencing after a re-claim: the first attempt's late writes change nothing.
     assert!(matches!(store.heartbeat(&first.lease, LEASE).await, Err(StoreError::LeaseLost)));
-    assert!(matches!(store.finish(&first.lease, Outcome::Succeeded(json!("late"))).await, Err(StoreError::LeaseLost)));
-    let done = store.finish(&second.lease, Outcome::Succeeded(json!("second"))).await.unwrap();
+    assert!(matches!(
+        store.finish(&first.lease, Outcome::Succeeded(json!("late")), None).await,
+        Err(StoreError::LeaseLost)
+    ));
+    let done = store.finish(&second.lease, Outcome::Succeeded(json!("second")), None).await.unwrap();
     assert_eq!((done.result, done.attempt), (Some(json!("second")), 2));
 }
 
@@ -608,7 +634,7 @@ pub async fn a_released_lease_is_claimed_again_at_once(store: Store) {
     let released = store.release(&claim.lease).await.unwrap();
     assert_eq!((released.status, released.attempt), (Status::Queued, 0), "the interrupted attempt does not count");
     assert!(matches!(store.release(&claim.lease).await, Err(StoreError::LeaseLost)));
-    assert!(matches!(store.finish(&claim.lease, Outcome::Succeeded(json!(1))).await, Err(StoreError::LeaseLost)));
+    assert!(matches!(store.finish(&claim.lease, Outcome::Succeeded(json!(1)), None).await, Err(StoreError::LeaseLost)));
     let again = store.claim("worker-b", LEASE).await.unwrap().expect("claimable at once");
     assert_eq!((again.operation.id, again.operation.attempt), (op.id, 1));
 }
@@ -620,7 +646,7 @@ pub async fn expire_queues_a_lost_operation_again_while_attempts_last(store: Sto
     let changed = store.expire(later).await.unwrap();
     assert_eq!(changed.len(), 1);
     assert_eq!((changed[0].status, changed[0].attempt, changed[0].error.is_none()), (Status::Queued, 1, true));
-    assert!(matches!(store.finish(&first.lease, Outcome::Succeeded(json!(1))).await, Err(StoreError::LeaseLost)));
+    assert!(matches!(store.finish(&first.lease, Outcome::Succeeded(json!(1)), None).await, Err(StoreError::LeaseLost)));
     let second = store.claim("worker", Duration::from_secs(5)).await.unwrap().expect("queued again");
     assert_eq!((second.operation.id.as_str(), second.operation.attempt), (op.id.as_str(), 2));
     let changed = store.expire(later).await.unwrap();

@@ -305,9 +305,21 @@ impl OperationStore for MemoryStore {
         Ok(())
     }
 
-    async fn finish(&self, lease: &Lease, outcome: Outcome) -> Result<Operation, StoreError> {
+    async fn finish(
+        &self,
+        lease: &Lease,
+        outcome: Outcome,
+        progress: Option<Progress>,
+    ) -> Result<Operation, StoreError> {
         let mut inner = self.lock();
-        inner.leased(lease)?;
+        let record = inner.leased(lease)?;
+        if let Some(progress) = progress {
+            // Without notifying: watchers see it with the end, as one change.
+            record.state.send_if_modified(|op| {
+                op.progress = progress;
+                false
+            });
+        }
         inner.end(&lease.operation_id, outcome, OffsetDateTime::now_utc())
     }
 

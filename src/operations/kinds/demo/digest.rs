@@ -1,12 +1,12 @@
 //! `digest`: CPU-bound hashing on the bounded blocking pool, Tornado's `run_in_executor`. The
 //! work runs in chunks: between chunks it checks the cancellation token (blocking code cannot
-//! `.await` it), and each new percent of progress goes back to the runtime through a channel.
+//! `.await` it), and reports each new percent of progress from the blocking thread itself
+//! (`ctx.progress` never blocks: the executor records the latest report).
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 
 use crate::operations::{OperationContext, OperationError, OperationKind};
 
@@ -43,15 +43,14 @@ impl OperationKind for Digest {
     }
 
     async fn run(&self, ctx: OperationContext, input: DigestInput) -> Result<DigestOutput, OperationError> {
-        let (progress_tx, mut progress_rx) = mpsc::unbounded_channel::<u8>();
-        let token = ctx.cancellation_token().clone();
         let rounds = input.rounds;
-        let job = ctx.blocking().run(move || {
+        let reporter = ctx.clone();
+        let outcome = ctx.blocking().run(move || {
             let mut state = 0u64;
             let mut reported = 0;
             let mut done = 0;
             while done < rounds {
-                if token.is_cancelled() {
+                if reporter.is_cancelled() {
                     return None;
                 }
                 let chunk = CHUNK.min(rounds - done);
@@ -64,23 +63,15 @@ impl OperationKind for Digest {
                 let percent = (u128::from(done) * 100 / u128::from(rounds)) as u8;
                 if percent > reported {
                     reported = percent;
-                    let _ = progress_tx.send(percent);
+                    reporter.progress(percent, "hashing");
                 }
             }
             Some(state)
         });
-        tokio::pin!(job);
-        loop {
-            tokio::select! {
-                outcome = &mut job => {
-                    return match outcome {
-                        Ok(Some(state)) => Ok(DigestOutput { rounds, digest: format!("{state:016x}") }),
-                        Ok(None) => Err(OperationError::cancelled_by_client()),
-                        Err(error) => Err(OperationError::failed(error.to_string())),
-                    };
-                }
-                Some(percent) = progress_rx.recv() => ctx.progress(percent, "hashing").await,
-            }
+        match outcome.await {
+            Ok(Some(state)) => Ok(DigestOutput { rounds, digest: format!("{state:016x}") }),
+            Ok(None) => Err(OperationError::cancelled_by_client()),
+            Err(error) => Err(OperationError::failed(error.to_string())),
         }
     }
 }

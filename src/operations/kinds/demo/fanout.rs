@@ -60,7 +60,7 @@ impl OperationKind for Fanout {
             let Some(index) = next else { break };
             completion_order.push(index);
             let percent = (completion_order.len() * 100 / input.n as usize) as u8;
-            ctx.progress(percent, format!("{} of {} sub-tasks done", completion_order.len(), input.n)).await;
+            ctx.progress(percent, format!("{} of {} sub-tasks done", completion_order.len(), input.n));
         }
         Ok(FanoutOutput { completion_order })
     }

@@ -53,7 +53,7 @@ impl OperationKind for Sleep {
                 () = ctx.cancelled() => return Err(OperationError::cancelled_by_client()),
             }
             let percent = (u64::from(done) * 100 / u64::from(input.steps)) as u8;
-            ctx.progress(percent, format!("step {done} of {}", input.steps)).await;
+            ctx.progress(percent, format!("step {done} of {}", input.steps));
         }
         Ok(SleepOutput { slept_ms: input.ms, steps: input.steps })
     }

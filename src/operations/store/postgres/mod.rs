@@ -377,7 +377,12 @@ impl OperationStore for PostgresStore {
         self.changed(&row.ok_or(StoreError::LeaseLost)?).map(|_| ())
     }
 
-    async fn finish(&self, lease: &Lease, outcome: Outcome) -> Result<Operation, StoreError> {
+    async fn finish(
+        &self,
+        lease: &Lease,
+        outcome: Outcome,
+        progress: Option<Progress>,
+    ) -> Result<Operation, StoreError> {
         let Some(token) = lease_token(lease) else { return Err(StoreError::LeaseLost) };
         let status = outcome.status();
         let (result, error) = match outcome {
@@ -386,10 +391,12 @@ impl OperationStore for PostgresStore {
         };
         let sql = returning(
             "UPDATE keel_operations SET status = $3, result = $4, error = $5, finished_at = $6,
-               progress_percent = CASE WHEN $3 = 'succeeded' THEN 100 ELSE progress_percent END,
+               progress_percent = CASE WHEN $3 = 'succeeded' THEN 100 ELSE coalesce($7, progress_percent) END,
+               progress_message = CASE WHEN $7 IS NULL THEN progress_message ELSE $8 END,
                lease_token = NULL, lease_expires_at = NULL, version = version + 1
              WHERE id = $1 AND lease_token = $2 AND status = 'running'",
         );
+        let (percent, message) = progress.map_or((None, None), |p| (Some(i16::from(p.percent)), p.message));
         let row = sqlx::query(&sql)
             .bind(&lease.operation_id)
             .bind(token)
@@ -397,6 +404,8 @@ impl OperationStore for PostgresStore {
             .bind(result.map(sqlx::types::Json))
             .bind(error.map(sqlx::types::Json))
             .bind(OffsetDateTime::now_utc())
+            .bind(percent)
+            .bind(message)
             .fetch_optional(&self.pool)
             .await
             .map_err(classify)?;
