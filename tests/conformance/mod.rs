@@ -362,6 +362,15 @@ pub async fn two_handles_a_watch_is_fed_by_the_other(a: Store, b: Store) {
     b.finish(&claim.lease, Outcome::Succeeded(json!({ "ok": 1 })), None).await.unwrap();
     let done = until(&mut changes, |op| op.done).await;
     assert_eq!(done.result, Some(json!({ "ok": 1 })));
+    assert_eq!(Some(done), a.get(&op.id).await.unwrap(), "the watcher's state is the stored one");
+
+    // A result too big to travel with the news of the change still reaches the watcher.
+    let big = create(&a, "sleep").await;
+    let mut changes = a.watch(&big.id).await.unwrap().unwrap();
+    let claim = b.claim("worker-b", LEASE).await.unwrap().unwrap();
+    let result = json!({ "report": "x".repeat(20_000) });
+    b.finish(&claim.lease, Outcome::Succeeded(result.clone()), None).await.unwrap();
+    assert_eq!(until(&mut changes, |op| op.done).await.result, Some(result));
 }
 
 pub async fn two_handles_claims_contended_hand_out_each_operation_once(a: Store, b: Store) {

@@ -7,13 +7,17 @@
 //!   take Postgres's notification lock, which serialises every notifying commit and its WAL
 //!   flush: that alone held the store to about 400 operations a second.
 //! - **In.** One `LISTEN` connection per process. A payload from another process wakes the idle
-//!   dispatcher (`q`), or reads the operations someone here watches again (`c<id>`, one query
-//!   per batch), or ends their watches (`d<id>`). A process ignores its own payloads.
+//!   dispatcher (`q`), hands a changed operation's new state to the watchers here
+//!   (`s<id> <version> <json>`: no read), reads again the watched ones among those changed too
+//!   big to carry (`c<id>`, one query per batch), or ends their watches (`d<id>`). A process
+//!   ignores its own payloads. Carrying the state matters with several replicas: each waiter
+//!   would otherwise cost a read per change made elsewhere, and those reads were the largest
+//!   cost of two replicas on one database.
 //! - **Lost notifications** (a dropped connection, a Postgres restart) cost at most a second:
 //!   everything watched here is read again once a second and after every reconnect, when the
 //!   dispatcher is woken too (otherwise its own poll is the fallback).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,7 +44,8 @@ const RECENT_CHANGES: usize = 1024;
 pub(super) enum Event {
     /// Work was queued: wake idle dispatchers.
     Queued,
-    Changed(String),
+    /// An operation's new state, and its version.
+    Changed(Box<State>),
     Deleted(String),
 }
 
@@ -152,7 +157,7 @@ impl Fanout {
         if let Some(entry) = lock(&self.watched).get_mut(&operation.id) {
             entry.publish(operation.clone(), version);
         }
-        let _ = self.outgoing.send(Event::Changed(operation.id.clone()));
+        let _ = self.outgoing.send(Event::Changed(Box::new((operation.clone(), version))));
     }
 
     pub(super) fn deleted(&self, id: &str) {
@@ -277,32 +282,59 @@ impl Fanout {
 
     /// Acts on one payload of another process.
     async fn receive(&self, pool: &PgPool, payload: &str) {
-        let Some((origin, items)) = payload.split_once(' ') else {
+        let Some((origin, items)) = payload.split_once('\n') else {
             return tracing::debug!(payload, "unknown notification");
         };
         if origin == self.origin {
             return;
         }
-        let mut changed = Vec::new();
-        for item in items.split(',') {
-            let (event, id) = item.split_at(item.len().min(1));
+        let mut to_read = Vec::new();
+        for item in items.split('\n') {
+            let (event, rest) = item.split_at(item.len().min(1));
             match event {
                 "q" => self.work.notify_one(),
-                "c" => {
+                "s" => {
+                    let Some((id, state)) = rest.split_once(' ') else {
+                        tracing::debug!(item, "unknown notification item");
+                        continue;
+                    };
+                    // Noted first: a watch being set up now reads the operation again.
                     lock(&self.recent).note(id, None);
-                    changed.push(id.to_owned());
+                    if lock(&self.watched).contains_key(id) {
+                        match parse_state(state) {
+                            Some((operation, version)) => self.publish(operation, version),
+                            None => to_read.push(id.to_owned()),
+                        }
+                    }
+                }
+                "c" => {
+                    lock(&self.recent).note(rest, None);
+                    to_read.push(rest.to_owned());
                 }
                 "d" => {
-                    lock(&self.recent).note(id, None);
-                    lock(&self.watched).remove(id);
+                    lock(&self.recent).note(rest, None);
+                    lock(&self.watched).remove(rest);
                 }
                 _ => tracing::debug!(item, "unknown notification item"),
             }
         }
-        if let Err(error) = self.refresh(pool, &changed).await {
+        if let Err(error) = self.refresh(pool, &to_read).await {
             tracing::warn!(%error, "could not refresh watched operations");
         }
     }
+
+    /// Hands another process's change to the watchers of `operation` here, if any.
+    fn publish(&self, operation: Operation, version: i64) {
+        if let Some(entry) = lock(&self.watched).get_mut(&operation.id) {
+            entry.publish(operation, version);
+        }
+    }
+}
+
+/// `<version> <json>`, as [`payloads`] writes it.
+fn parse_state(text: &str) -> Option<State> {
+    let (version, json) = text.split_once(' ')?;
+    Some((serde_json::from_str(json).ok()?, version.parse().ok()?))
 }
 
 impl Watched {
@@ -345,29 +377,60 @@ async fn announce(pool: PgPool, fanout: Arc<Fanout>, mut events: mpsc::Unbounded
     }
 }
 
-/// `origin item,item,…` payloads under the size limit, each id once.
+/// Payloads under the size limit: the origin, then one item a line (serde_json's compact output
+/// has no raw newline), each operation once, in its latest state. A state too big to carry is
+/// sent as `c<id>`, and the listeners that watch it read it.
 fn payloads(origin: &str, events: impl Iterator<Item = Event>) -> Vec<String> {
-    let mut seen = HashSet::new();
+    let mut queued = false;
+    let mut latest: HashMap<String, Option<State>> = HashMap::new();
+    let mut order = Vec::new();
+    for event in events {
+        let (id, state) = match event {
+            Event::Queued => {
+                queued = true;
+                continue;
+            }
+            Event::Changed(state) => (state.0.id.clone(), Some(*state)),
+            Event::Deleted(id) => (id, None),
+        };
+        match latest.get_mut(&id) {
+            Some(slot) => {
+                // A deletion is final; of two states, the newer one.
+                let newer = match (&*slot, &state) {
+                    (None, _) => false,
+                    (Some(_), None) => true,
+                    (Some(held), Some(new)) => new.1 >= held.1,
+                };
+                if newer {
+                    *slot = state;
+                }
+            }
+            None => {
+                order.push(id.clone());
+                latest.insert(id, state);
+            }
+        }
+    }
+    let items =
+        queued.then(|| "q".to_owned()).into_iter().chain(order.into_iter().map(|id| match latest.remove(&id) {
+            Some(Some((operation, version))) => {
+                let item = serde_json::to_string(&operation).map(|json| format!("s{id} {version} {json}"));
+                item.ok()
+                    .filter(|item| origin.len() + 1 + item.len() <= PAYLOAD_LIMIT)
+                    .unwrap_or_else(|| format!("c{id}"))
+            }
+            _ => format!("d{id}"),
+        }));
     let mut payloads = Vec::new();
     let mut current = String::new();
-    for event in events {
-        let item = match event {
-            Event::Queued => "q".to_owned(),
-            Event::Changed(id) => format!("c{id}"),
-            Event::Deleted(id) => format!("d{id}"),
-        };
-        if !seen.insert(item.clone()) {
-            continue;
-        }
+    for item in items {
         if !current.is_empty() && current.len() + 1 + item.len() > PAYLOAD_LIMIT {
             payloads.push(std::mem::take(&mut current));
         }
         if current.is_empty() {
             current.push_str(origin);
-            current.push(' ');
-        } else {
-            current.push(',');
         }
+        current.push('\n');
         current.push_str(&item);
     }
     if !current.is_empty() {
@@ -415,15 +478,58 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
 
+    fn operation(id: &str, input: serde_json::Value) -> Operation {
+        let now = time::OffsetDateTime::now_utc().replace_nanosecond(123_456_000).unwrap();
+        Operation {
+            id: id.to_owned(),
+            kind: "sleep".to_owned(),
+            status: crate::operations::model::Status::Running,
+            done: false,
+            input,
+            progress: crate::operations::model::Progress { percent: 40, message: Some("a, b\nc".to_owned()) },
+            result: None,
+            error: None,
+            created_at: now,
+            started_at: Some(now),
+            finished_at: None,
+            deadline_at: now,
+            attempt: 1,
+            max_attempts: 3,
+            not_before: None,
+        }
+    }
+
+    fn changed(id: &str, version: i64) -> Event {
+        Event::Changed(Box::new((operation(id, serde_json::json!({ "ms": 0 })), version)))
+    }
+
+    /// The items of `payloads`, without their origin.
+    fn items(payloads: &[String]) -> Vec<&str> {
+        payloads.iter().flat_map(|p| p.strip_prefix("origin\n").expect("the origin first").split('\n')).collect()
+    }
+
     #[test]
-    fn payloads_stay_under_the_limit_and_name_each_change_once() {
+    fn payloads_stay_under_the_limit_and_carry_each_operation_once_in_its_latest_state() {
         let id = "0123456789abcdef0123456789abcdef";
-        let events = (0..600).map(|n| Event::Changed(format!("{id}{n:04}"))).chain([Event::Queued, Event::Queued]);
-        let sent = payloads("origin", events.chain([Event::Changed(format!("{id}0000"))]));
+        let events = (0..600).map(|n| changed(&format!("{id}{n:04}"), 2)).chain([Event::Queued, Event::Queued]);
+        let sent =
+            payloads("origin", events.chain([changed(&format!("{id}0000"), 3), changed(&format!("{id}0001"), 1)]));
         assert!(sent.len() > 1, "split");
-        assert!(sent.iter().all(|p| p.len() < 8000 && p.starts_with("origin ")));
-        let items: Vec<&str> = sent.iter().flat_map(|p| p["origin ".len()..].split(',')).collect();
+        assert!(sent.iter().all(|p| p.len() < 8000));
+        let items = items(&sent);
         assert_eq!(items.len(), 601, "600 changes and one wake-up, none repeated");
+        assert_eq!(items.iter().filter(|item| **item == "q").count(), 1);
+        let state = |n: &str| items.iter().find_map(|item| item.strip_prefix(&format!("s{id}{n} "))).unwrap();
+        let (first, version) = parse_state(state("0000")).unwrap();
+        assert_eq!((first, version), (operation(&format!("{id}0000"), serde_json::json!({ "ms": 0 })), 3), "the newer");
+        assert_eq!(parse_state(state("0001")).unwrap().1, 2, "an older state never replaces a newer one");
+    }
+
+    #[test]
+    fn a_deletion_is_final_and_a_state_too_big_to_carry_is_read_instead() {
+        let big = Event::Changed(Box::new((operation("big", serde_json::json!("x".repeat(PAYLOAD_LIMIT))), 2)));
+        let events = [changed("gone", 2), Event::Deleted("gone".to_owned()), changed("gone", 3), big];
+        assert_eq!(items(&payloads("origin", events.into_iter())), ["dgone", "cbig"]);
     }
 
     #[test]
