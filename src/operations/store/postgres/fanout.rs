@@ -17,7 +17,7 @@
 //!   everything watched here is read again once a second and after every reconnect, when the
 //!   dispatcher is woken too (otherwise its own poll is the fallback).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,8 +42,11 @@ const RECENT_CHANGES: usize = 1024;
 /// One change to announce.
 #[derive(Debug)]
 pub(super) enum Event {
-    /// Work was queued: wake idle dispatchers.
+    /// Work was queued again (a retry, a lease given back or lost): wake idle dispatchers.
     Queued,
+    /// An operation was submitted here: wake the others' idle dispatchers only if this
+    /// process has not claimed it by the time the news goes out.
+    Created(String),
     /// An operation's new state, and its version.
     Changed(Box<State>),
     Deleted(String),
@@ -57,6 +60,8 @@ pub(super) struct Fanout {
     origin: String,
     watched: Mutex<HashMap<String, Watched>>,
     recent: Mutex<Recent>,
+    /// Operations submitted here and not changed since (not claimed yet), until announced.
+    unclaimed: Mutex<HashSet<String>>,
     /// Pulsed when another process may have queued work.
     pub(super) work: Notify,
     outgoing: mpsc::UnboundedSender<Event>,
@@ -133,6 +138,7 @@ impl Fanout {
             origin: uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
             watched: Mutex::new(HashMap::new()),
             recent: Mutex::new(Recent::default()),
+            unclaimed: Mutex::new(HashSet::new()),
             work: Notify::new(),
             outgoing,
         });
@@ -153,6 +159,7 @@ impl Fanout {
 
     /// A change this process made: to its watchers here at once, to the others by notification.
     pub(super) fn changed(&self, operation: &Operation, version: i64) {
+        lock(&self.unclaimed).remove(&operation.id);
         lock(&self.recent).note(&operation.id, Some((operation.clone(), version)));
         if let Some(entry) = lock(&self.watched).get_mut(&operation.id) {
             entry.publish(operation.clone(), version);
@@ -179,10 +186,15 @@ impl Fanout {
         let _ = self.outgoing.send(Event::Queued);
     }
 
-    /// An operation created here: remembered, so a watch right after needs no read.
+    /// An operation created here: remembered, so a watch right after needs no read. The other
+    /// replicas are woken for it only if this one has not claimed it within the notifier's
+    /// linger: a replica that runs what it accepted hands the result to its waiter directly,
+    /// and the others are not woken to race for work already taken. Work this replica cannot
+    /// take at once (its slots are full, or it is scheduled) is announced as before.
     pub(super) fn created(&self, operation: &Operation, version: i64) {
+        lock(&self.unclaimed).insert(operation.id.clone());
         lock(&self.recent).note(&operation.id, Some((operation.clone(), version)));
-        self.queued();
+        let _ = self.outgoing.send(Event::Created(operation.id.clone()));
     }
 
     /// A live view of `id`, fed by this process's changes and the others' notifications.
@@ -366,7 +378,8 @@ async fn announce(pool: PgPool, fanout: Arc<Fanout>, mut events: mpsc::Unbounded
         // A moment for the changes around this one to join it: one NOTIFY for many of them.
         tokio::time::sleep(ANNOUNCE_LINGER).await;
         while batch.len() < 4096 && events.recv_many(&mut batch, 1024).now_or_never().is_some_and(|n| n > 0) {}
-        for payload in payloads(&fanout.origin, batch.drain(..)) {
+        let still_queued = |id: &str| lock(&fanout.unclaimed).remove(id);
+        for payload in payloads(&fanout.origin, batch.drain(..), still_queued) {
             let sent =
                 sqlx::query("SELECT pg_notify($1, $2)").bind(&fanout.channel).bind(&payload).execute(&pool).await;
             if let Err(error) = sent {
@@ -380,7 +393,13 @@ async fn announce(pool: PgPool, fanout: Arc<Fanout>, mut events: mpsc::Unbounded
 /// Payloads under the size limit: the origin, then one item a line (serde_json's compact output
 /// has no raw newline), each operation once, in its latest state. A state too big to carry is
 /// sent as `c<id>`, and the listeners that watch it read it.
-fn payloads(origin: &str, events: impl Iterator<Item = Event>) -> Vec<String> {
+///
+/// `still_queued(id)` says whether an operation created here is still unclaimed (and forgets it).
+fn payloads(
+    origin: &str,
+    events: impl Iterator<Item = Event>,
+    mut still_queued: impl FnMut(&str) -> bool,
+) -> Vec<String> {
     let mut queued = false;
     let mut latest: HashMap<String, Option<State>> = HashMap::new();
     let mut order = Vec::new();
@@ -388,6 +407,10 @@ fn payloads(origin: &str, events: impl Iterator<Item = Event>) -> Vec<String> {
         let (id, state) = match event {
             Event::Queued => {
                 queued = true;
+                continue;
+            }
+            Event::Created(id) => {
+                queued |= still_queued(&id);
                 continue;
             }
             Event::Changed(state) => (state.0.id.clone(), Some(*state)),
@@ -512,8 +535,8 @@ mod tests {
     fn payloads_stay_under_the_limit_and_carry_each_operation_once_in_its_latest_state() {
         let id = "0123456789abcdef0123456789abcdef";
         let events = (0..600).map(|n| changed(&format!("{id}{n:04}"), 2)).chain([Event::Queued, Event::Queued]);
-        let sent =
-            payloads("origin", events.chain([changed(&format!("{id}0000"), 3), changed(&format!("{id}0001"), 1)]));
+        let events = events.chain([changed(&format!("{id}0000"), 3), changed(&format!("{id}0001"), 1)]);
+        let sent = payloads("origin", events, |_| false);
         assert!(sent.len() > 1, "split");
         assert!(sent.iter().all(|p| p.len() < 8000));
         let items = items(&sent);
@@ -526,10 +549,18 @@ mod tests {
     }
 
     #[test]
+    fn a_submission_wakes_the_others_only_if_still_unclaimed_here() {
+        let created = || [Event::Created("a".to_owned()), Event::Created("b".to_owned())].into_iter();
+        assert!(payloads("origin", created(), |_| false).is_empty(), "both claimed here: nothing to say");
+        assert_eq!(items(&payloads("origin", created(), |id| id == "b")), ["q"]);
+        assert_eq!(items(&payloads("origin", [Event::Queued].into_iter(), |_| false)), ["q"], "requeued work always");
+    }
+
+    #[test]
     fn a_deletion_is_final_and_a_state_too_big_to_carry_is_read_instead() {
         let big = Event::Changed(Box::new((operation("big", serde_json::json!("x".repeat(PAYLOAD_LIMIT))), 2)));
         let events = [changed("gone", 2), Event::Deleted("gone".to_owned()), changed("gone", 3), big];
-        assert_eq!(items(&payloads("origin", events.into_iter())), ["dgone", "cbig"]);
+        assert_eq!(items(&payloads("origin", events.into_iter(), |_| false)), ["dgone", "cbig"]);
     }
 
     #[test]
