@@ -45,7 +45,16 @@ async fn metrics_move_with_traffic_and_operations() {
     let refused = post_json(&app, "/v1/operations", json!({ "kind": "sleep", "input": { "ms": 1 } })).await;
     assert_eq!(refused.status, 503);
 
-    let during = scrape(&app).await;
+    // The recorder is global: another test's scrape, in between, sets these gauges from its own
+    // store. Scrape again until this one's own figures are read.
+    let mut during = scrape(&app).await;
+    for _ in 0..100 {
+        if (sample(&during, "operations_running"), sample(&during, "operations_queued")) == (1.0, 1.0) {
+            break;
+        }
+        tokio::task::yield_now().await;
+        during = scrape(&app).await;
+    }
     assert_eq!(sample(&during, "operations_running"), 1.0);
     assert_eq!(sample(&during, "operations_queued"), 1.0);
 
