@@ -52,7 +52,7 @@ macro_rules! store_conformance {
             a_deleted_operation_ends_its_watches, not_before_holds_an_operation_back,
             a_retry_queues_the_operation_again_under_a_new_lease, a_released_lease_is_claimed_again_at_once,
             expire_queues_a_lost_operation_again_while_attempts_last, claim_many_takes_the_oldest_due_ones_up_to_its_limit,
-            the_end_records_the_last_progress_report
+            the_end_records_the_last_progress_report, concurrent_ends_each_get_their_own_answer
         );
         store_conformance!(@two $make;
             two_handles_see_one_store, two_handles_a_cancel_reaches_the_other_worker,
@@ -305,6 +305,52 @@ pub async fn the_end_records_the_last_progress_report(store: Store) {
         store.finish(&second.lease, Outcome::Failed(OperationError::failed("boom")), last("step 3 of 4")).await;
     assert_eq!(failed.unwrap().progress, last("step 3 of 4").unwrap(), "a failure keeps the percent reached");
     assert_eq!(store.get(&succeeding.id).await.unwrap().unwrap().progress, succeeded.progress);
+}
+
+pub async fn concurrent_ends_each_get_their_own_answer(store: Store) {
+    const OPERATIONS: usize = 40;
+    for _ in 0..OPERATIONS {
+        create(&store, "sleep").await;
+    }
+    let claims = store.claim_many("worker", LEASE, OPERATIONS).await.unwrap();
+    assert_eq!(claims.len(), OPERATIONS);
+    // Every third is cancelled first, every third is ended with a forged token, and all are
+    // ended at once, so that a store writing ends together must still answer each alone.
+    for claim in claims.iter().step_by(3) {
+        store.cancel(&claim.operation.id, OperationError::cancelled_by_client()).await.unwrap();
+    }
+    let ends = claims.iter().enumerate().map(|(i, claim)| {
+        let store = Arc::clone(&store);
+        let mut lease = claim.lease.clone();
+        if i % 3 == 1 {
+            lease.token = lease.token.wrapping_add(1_000_000);
+        }
+        tokio::spawn(async move { (i, store.finish(&lease, Outcome::Succeeded(json!(i)), None).await) })
+    });
+    for end in ends.collect::<Vec<_>>() {
+        let (i, answer) = end.await.unwrap();
+        match i % 3 {
+            0 | 1 => assert!(matches!(answer, Err(StoreError::LeaseLost)), "{i}: {answer:?}"),
+            _ => {
+                let operation = answer.unwrap();
+                assert_eq!(
+                    (operation.id.as_str(), operation.result),
+                    (claims[i].operation.id.as_str(), Some(json!(i)))
+                );
+            }
+        }
+    }
+    for (i, claim) in claims.iter().enumerate() {
+        let stored = store.get(&claim.operation.id).await.unwrap().unwrap();
+        let expected = if i % 3 == 2 {
+            Status::Succeeded
+        } else if i % 3 == 0 {
+            Status::Cancelled
+        } else {
+            Status::Running
+        };
+        assert_eq!(stored.status, expected, "{i}");
+    }
 }
 
 /// Waits, at most [`PROMPTLY`], until the watched operation satisfies `condition`.

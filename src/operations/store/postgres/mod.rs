@@ -16,6 +16,7 @@
 //! the notification channel and advisory locks are named after that schema, so several services,
 //! or parallel tests, can share one database.
 
+mod endings;
 mod fanout;
 mod rows;
 
@@ -29,6 +30,7 @@ use sqlx::{Executor as _, Row};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
+use self::endings::Ending;
 use self::fanout::{Fanout, fetch};
 use self::rows::{OPERATION_COLUMNS, operation_from_row};
 use super::{Claim, Counts, Created, Lease, ListQuery, NewOperation, OperationStore, Page, PageToken, StoreError};
@@ -50,6 +52,8 @@ pub struct PostgresStore {
     /// gone and its result refused; the operation runs again. Half the flushes per operation.
     relaxed: PgPool,
     fanout: Arc<Fanout>,
+    /// Operations' ends, written in batches ([`endings`]).
+    endings: tokio::sync::mpsc::UnboundedSender<Ending>,
     /// Key of the sweeper's advisory lock, from the schema's name.
     sweeper_lock: i64,
     /// The listener, notifier and resync tasks, stopped with the store.
@@ -86,7 +90,9 @@ impl PostgresStore {
         let (fanout, tasks) = Fanout::start(pool.clone(), relaxed.clone(), format!("keel_operations_{schema}"))
             .await
             .map_err(classify)?;
-        Ok(Self { pool, relaxed, fanout, sweeper_lock, tasks })
+        // The writer stops by itself once the store, and with it the sender, is gone.
+        let (endings, _writer) = endings::start(pool.clone(), Arc::clone(&fanout));
+        Ok(Self { pool, relaxed, fanout, endings, sweeper_lock, tasks })
     }
 
     /// Applies the embedded migrations that are not applied yet. sqlx holds an advisory lock
@@ -384,32 +390,10 @@ impl OperationStore for PostgresStore {
         progress: Option<Progress>,
     ) -> Result<Operation, StoreError> {
         let Some(token) = lease_token(lease) else { return Err(StoreError::LeaseLost) };
-        let status = outcome.status();
-        let (result, error) = match outcome {
-            Outcome::Succeeded(value) => (Some(value), None),
-            Outcome::Failed(error) | Outcome::Cancelled(error) => (None, Some(error)),
-        };
-        let sql = returning(
-            "UPDATE keel_operations SET status = $3, result = $4, error = $5, finished_at = $6,
-               progress_percent = CASE WHEN $3 = 'succeeded' THEN 100 ELSE coalesce($7, progress_percent) END,
-               progress_message = CASE WHEN $7 IS NULL THEN progress_message ELSE $8 END,
-               lease_token = NULL, lease_expires_at = NULL, version = version + 1
-             WHERE id = $1 AND lease_token = $2 AND status = 'running'",
-        );
-        let (percent, message) = progress.map_or((None, None), |p| (Some(i16::from(p.percent)), p.message));
-        let row = sqlx::query(&sql)
-            .bind(&lease.operation_id)
-            .bind(token)
-            .bind(status.as_str())
-            .bind(result.map(sqlx::types::Json))
-            .bind(error.map(sqlx::types::Json))
-            .bind(OffsetDateTime::now_utc())
-            .bind(percent)
-            .bind(message)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(classify)?;
-        self.changed(&row.ok_or(StoreError::LeaseLost)?)
+        let (ending, written) = Ending::new(&lease.operation_id, token, &outcome, progress)?;
+        let stopped = || StoreError::Unavailable(Arc::new(std::io::Error::other("the store's writer has stopped")));
+        self.endings.send(ending).map_err(|_| stopped())?;
+        written.await.map_err(|_| stopped())?
     }
 
     async fn retry(&self, lease: &Lease, not_before: OffsetDateTime) -> Result<Operation, StoreError> {
