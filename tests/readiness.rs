@@ -43,13 +43,8 @@ impl OperationStore for Flaky {
     async fn set_progress(&self, lease: &Lease, progress: Progress) -> Result<(), StoreError> {
         self.inner.set_progress(lease, progress).await
     }
-    async fn finish(
-        &self,
-        lease: &Lease,
-        outcome: Outcome,
-        progress: Option<Progress>,
-    ) -> Result<Operation, StoreError> {
-        self.inner.finish(lease, outcome, progress).await
+    async fn finish(&self, lease: &Lease, outcome: Outcome, last: Option<Progress>) -> Result<Operation, StoreError> {
+        self.inner.finish(lease, outcome, last).await
     }
     async fn retry(&self, lease: &Lease, not_before: OffsetDateTime) -> Result<Operation, StoreError> {
         self.inner.retry(lease, not_before).await

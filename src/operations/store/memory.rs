@@ -305,15 +305,10 @@ impl OperationStore for MemoryStore {
         Ok(())
     }
 
-    async fn finish(
-        &self,
-        lease: &Lease,
-        outcome: Outcome,
-        progress: Option<Progress>,
-    ) -> Result<Operation, StoreError> {
+    async fn finish(&self, lease: &Lease, outcome: Outcome, last: Option<Progress>) -> Result<Operation, StoreError> {
         let mut inner = self.lock();
         let record = inner.leased(lease)?;
-        if let Some(progress) = progress {
+        if let Some(progress) = last {
             // Without notifying: watchers see it with the end, as one change.
             record.state.send_if_modified(|op| {
                 op.progress = progress;

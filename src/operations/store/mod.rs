@@ -56,14 +56,9 @@ pub trait OperationStore: Send + Sync + 'static {
 
     async fn set_progress(&self, lease: &Lease, progress: Progress) -> Result<(), StoreError>;
 
-    /// Ends a claimed operation, only if `lease` is still its current lease, with `progress`
-    /// (the last report, which the executor may not have recorded yet) when given.
-    async fn finish(
-        &self,
-        lease: &Lease,
-        outcome: Outcome,
-        progress: Option<Progress>,
-    ) -> Result<Operation, StoreError>;
+    /// Ends a claimed operation, only if `lease` is still its current lease, with `last`, the
+    /// last progress report (which the executor may not have recorded yet), when given.
+    async fn finish(&self, lease: &Lease, outcome: Outcome, last: Option<Progress>) -> Result<Operation, StoreError>;
 
     /// Queues a claimed operation again, to start no earlier than `not_before`: its attempt
     /// failed with a retryable error. Only with the current lease.

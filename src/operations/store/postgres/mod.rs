@@ -383,14 +383,9 @@ impl OperationStore for PostgresStore {
         self.changed(&row.ok_or(StoreError::LeaseLost)?).map(|_| ())
     }
 
-    async fn finish(
-        &self,
-        lease: &Lease,
-        outcome: Outcome,
-        progress: Option<Progress>,
-    ) -> Result<Operation, StoreError> {
+    async fn finish(&self, lease: &Lease, outcome: Outcome, last: Option<Progress>) -> Result<Operation, StoreError> {
         let Some(token) = lease_token(lease) else { return Err(StoreError::LeaseLost) };
-        let (ending, written) = Ending::new(&lease.operation_id, token, &outcome, progress)?;
+        let (ending, written) = Ending::new(&lease.operation_id, token, &outcome, last)?;
         let stopped = || StoreError::Unavailable(Arc::new(std::io::Error::other("the store's writer has stopped")));
         self.endings.send(ending).map_err(|_| stopped())?;
         written.await.map_err(|_| stopped())?
