@@ -54,6 +54,20 @@ async fn the_document_is_openapi_3_1_with_every_public_route() {
 }
 
 #[tokio::test]
+async fn every_route_has_its_description() {
+    let doc = document().await;
+    for (method, path) in ROUTES {
+        let route = &doc["paths"][path][method];
+        let summary = route["summary"].as_str().unwrap_or_default();
+        assert!(!summary.is_empty(), "{method} {path} has no summary: {route}");
+    }
+    let events = doc["paths"]["/v1/operations/{id}/events"]["get"]["summary"].as_str().unwrap();
+    assert!(events.contains("Server-Sent Events"), "the handler's own doc comment: {events}");
+    let event = doc["components"]["schemas"]["OperationEvent"]["description"].as_str().unwrap_or_default();
+    assert!(event.starts_with("One Server-Sent Event"), "the event's schema keeps its own: {event}");
+}
+
+#[tokio::test]
 async fn every_path_in_the_document_is_routed() {
     let doc = document().await;
     let (app, _) = router(settings());

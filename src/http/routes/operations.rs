@@ -300,9 +300,6 @@ pub async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Re
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `GET /v1/operations/{id}/events`: Server-Sent Events, an `operation` event with the whole
-/// operation first and at every change of status or progress, ending after the terminal state.
-/// A slow reader may see progress coalesced, never a missed terminal state.
 /// One Server-Sent Event of `/events`, as a client's event parser sees it.
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)] // Documents the wire format; events are written by axum's `Event`.
@@ -314,6 +311,9 @@ pub struct OperationEvent {
     data: String,
 }
 
+/// `GET /v1/operations/{id}/events`: Server-Sent Events, an `operation` event with the whole
+/// operation first and at every change of status or progress, ending after the terminal state.
+/// A slow reader may see progress coalesced, never a missed terminal state.
 #[utoipa::path(get, path = "/v1/operations/{id}/events", tag = "operations",
     params(("id" = String, Path, description = "The operation's id")),
     responses(
