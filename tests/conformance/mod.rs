@@ -52,7 +52,8 @@ macro_rules! store_conformance {
             a_deleted_operation_ends_its_watches, not_before_holds_an_operation_back,
             a_retry_queues_the_operation_again_under_a_new_lease, a_released_lease_is_claimed_again_at_once,
             expire_queues_a_lost_operation_again_while_attempts_last, claim_many_takes_the_oldest_due_ones_up_to_its_limit,
-            the_end_records_the_last_progress_report, concurrent_ends_each_get_their_own_answer
+            the_end_records_the_last_progress_report, concurrent_ends_each_get_their_own_answer,
+            concurrent_submissions_each_get_their_own_operation
         );
         store_conformance!(@two $make;
             two_handles_see_one_store, two_handles_a_cancel_reaches_the_other_worker,
@@ -350,6 +351,22 @@ pub async fn concurrent_ends_each_get_their_own_answer(store: Store) {
             Status::Running
         };
         assert_eq!(stored.status, expected, "{i}");
+    }
+}
+
+pub async fn concurrent_submissions_each_get_their_own_operation(store: Store) {
+    const OPERATIONS: usize = 40;
+    let submissions = (0..OPERATIONS).map(|i| {
+        let store = Arc::clone(&store);
+        let mut new = new_operation("sleep");
+        new.input = json!({ "n": i });
+        tokio::spawn(async move { (i, new.id.clone(), store.create(new, ROOMY).await) })
+    });
+    for submission in submissions.collect::<Vec<_>>() {
+        let (i, id, created) = submission.await.unwrap();
+        let Ok(Created::New(operation)) = created else { panic!("{i}: {created:?}") };
+        assert_eq!((operation.id.as_str(), &operation.input), (id.as_str(), &json!({ "n": i })));
+        assert_eq!(store.get(&id).await.unwrap(), Some(operation));
     }
 }
 
