@@ -4,14 +4,14 @@
 //! and starts the operation executor; `run_until_stopped` serves until the shutdown future
 //! resolves, then drains.
 //!
-//! keel drives hyper directly rather than through `axum::serve` for two production needs:
-//! a header read timeout (a client that never finishes its request head is cut off) and a
-//! drain that closes idle keep-alive connections at once while in-flight requests finish.
+//! keel drives hyper directly rather than through `axum::serve` for three production needs, on
+//! the main listener and the metrics one alike: a header read timeout (a client that never
+//! finishes its request head is cut off), a cap on open connections, and a drain that closes
+//! idle keep-alive connections at once while in-flight requests finish.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -19,10 +19,11 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::blocking::BlockingPool;
-use crate::config::{Settings, StoreKind};
+use crate::config::{ServerSettings, Settings, StoreKind};
 use crate::http::header_timer::HeaderTimer;
 use crate::http::{self, App, AppState, Shared};
 use crate::lifecycle::{Lifecycle, Phase};
@@ -102,32 +103,94 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then: `/readyz` turns 503 at once; after
     /// `shutdown_delay` the listener closes; in-flight requests and running operations get
-    /// `shutdown_grace` to finish; whatever is left is abandoned and logged.
+    /// `shutdown_grace` to finish; whatever is left is abandoned and logged. The metrics
+    /// listener stays open through the drain, then closes the same way.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> std::io::Result<()> {
         let Self { listener, state, app, metrics } = self;
+        let server = &state.settings.server;
+        let grace = server.shutdown_grace();
+        let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
         let metrics_server = metrics.map(|(listener, app)| {
             tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving /metrics");
-            let app = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
-            tokio::spawn(async move { axum::serve(listener, app).await })
+            let connections = Connections::new(server);
+            tokio::spawn(async move {
+                connections.accept(&listener, &app, async { drop(metrics_stopped.await) }).await;
+                drop(listener);
+                connections.drain(grace).await;
+            })
         });
-        let server = &state.settings.server;
-        let mut connections = auto::Builder::new(TokioExecutor::new());
-        connections.http1().header_read_timeout(server.header_read_timeout());
-        let graceful = GracefulShutdown::new();
-        let open = Arc::new(AtomicUsize::new(0));
 
         state.lifecycle.set(Phase::Ready);
         tracing::info!(address = %listener.local_addr()?, environment = %state.settings.environment, "listening");
+        let connections = Connections::new(server);
         let accepting = async {
             shutdown.await;
             state.lifecycle.set(Phase::Draining);
             tracing::info!(delay_ms = server.shutdown_delay_ms, "draining: /readyz now answers 503");
             tokio::time::sleep(server.shutdown_delay()).await;
         };
-        tokio::pin!(accepting);
+        connections.accept(&listener, &app, accepting).await;
+        drop(listener);
+
+        tracing::info!(grace_ms = server.shutdown_grace_ms, "listener closed; finishing in-flight work");
+        tokio::join!(connections.drain(grace), state.executor.drain(grace));
+        // Metrics stay scrapeable through the drain, then go the same way.
+        let _ = stop_metrics.send(());
+        if let Some(metrics) = metrics_server {
+            let _ = metrics.await;
+        }
+        tracing::info!("shutdown complete");
+        Ok(())
+    }
+}
+
+/// The HTTP connections of one listener: each with the header read timeout, at most
+/// `server.max_connections` open at once, and all of them watched for the drain.
+struct Connections {
+    builder: auto::Builder<TokioExecutor>,
+    graceful: GracefulShutdown,
+    /// One permit per open connection. At the cap, keel stops accepting until one closes; the
+    /// kernel's backlog holds the newcomers meanwhile, rather than keel running out of file
+    /// descriptors or memory.
+    slots: Arc<Semaphore>,
+    max_connections: usize,
+}
+
+impl Connections {
+    fn new(server: &ServerSettings) -> Self {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder.http1().header_read_timeout(server.header_read_timeout());
+        let max_connections = server.max_connections;
+        Self {
+            builder,
+            graceful: GracefulShutdown::new(),
+            slots: Arc::new(Semaphore::new(max_connections)),
+            max_connections,
+        }
+    }
+
+    /// Accepts and serves connections until `stop` resolves.
+    async fn accept(&self, listener: &TcpListener, app: &App, stop: impl Future<Output = ()>) {
+        tokio::pin!(stop);
         loop {
+            let slot = match Arc::clone(&self.slots).try_acquire_owned() {
+                Ok(slot) => slot,
+                Err(_) => {
+                    tracing::warn!(
+                        max_connections = self.max_connections,
+                        "connection limit reached: accepting again once one closes"
+                    );
+                    tokio::select! {
+                        () = &mut stop => return,
+                        slot = Arc::clone(&self.slots).acquire_owned() => match slot {
+                            Ok(slot) => slot,
+                            Err(_) => return,
+                        },
+                    }
+                }
+            };
             let stream = tokio::select! {
-                () = &mut accepting => break,
+                () = &mut stop => return,
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => stream,
                     Err(error) => {
@@ -141,38 +204,25 @@ impl Application {
             let _ = stream.set_nodelay(true);
             let service = TowerToHyperService::new(app.clone());
             // A header read timer of its own for each connection: see `header_timer`.
-            let mut connection = connections.clone();
+            let mut connection = self.builder.clone();
             connection.http1().timer(HeaderTimer::new());
             let connection = connection.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-            let connection = graceful.watch(connection);
-            let open = Arc::clone(&open);
-            open.fetch_add(1, Ordering::Relaxed);
+            let connection = self.graceful.watch(connection);
             tokio::spawn(async move {
                 if let Err(error) = connection.await {
                     tracing::debug!(%error, "connection ended with an error");
                 }
-                open.fetch_sub(1, Ordering::Relaxed);
+                drop(slot);
             });
         }
-        drop(listener);
+    }
 
-        let grace = server.shutdown_grace();
-        tracing::info!(grace_ms = server.shutdown_grace_ms, "listener closed; finishing in-flight work");
-        let requests = async {
-            if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
-                tracing::warn!(
-                    connections = open.load(Ordering::Relaxed),
-                    "grace period over: abandoning open connections"
-                );
-            }
-        };
-        tokio::join!(requests, state.executor.drain(grace));
-        // Metrics stay scrapeable through the drain, then go with the process.
-        if let Some(server) = metrics_server {
-            server.abort();
+    /// Closes idle connections at once and gives the others `grace` to finish their requests.
+    async fn drain(self, grace: Duration) {
+        let open = self.max_connections - self.slots.available_permits();
+        if tokio::time::timeout(grace, self.graceful.shutdown()).await.is_err() {
+            tracing::warn!(connections = open, "grace period over: abandoning open connections");
         }
-        tracing::info!("shutdown complete");
-        Ok(())
     }
 }
 

@@ -306,3 +306,34 @@ async fn a_keep_alive_connection_whose_next_head_stalls_is_disconnected() {
     assert!(closed.is_ok(), "the connection was not closed by the header read timeout");
     app.stop().await.unwrap();
 }
+
+/// At `server.max_connections`, keel stops accepting until a connection closes: the newcomer
+/// waits in the kernel's backlog and is served once a place is free.
+#[tokio::test]
+async fn a_connection_beyond_the_cap_is_served_once_another_closes() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let app = spawn_app(settings_with(&[("APP_SERVER__MAX_CONNECTIONS", "2")])).await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    async fn ask(stream: &mut BufReader<tokio::net::TcpStream>) -> String {
+        stream.get_mut().write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let mut status = String::new();
+        stream.read_line(&mut status).await.unwrap();
+        status
+    }
+    // Two kept-alive connections, each answered once: both places are taken.
+    let mut first = BufReader::new(tokio::net::TcpStream::connect(&address).await.unwrap());
+    let mut second = BufReader::new(tokio::net::TcpStream::connect(&address).await.unwrap());
+    assert!(ask(&mut first).await.starts_with("HTTP/1.1 200"));
+    assert!(ask(&mut second).await.starts_with("HTTP/1.1 200"));
+
+    let mut third = BufReader::new(tokio::net::TcpStream::connect(&address).await.unwrap());
+    let waiting = tokio::spawn(async move { ask(&mut third).await });
+    // Not served while both places are held (a wrong answer here fails at any speed).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "a third connection was served beyond the cap of two");
+    drop(first);
+    let status = tokio::time::timeout(Duration::from_secs(10), waiting).await.expect("served once a place is free");
+    assert!(status.unwrap().starts_with("HTTP/1.1 200"));
+    drop(second);
+    app.stop().await.unwrap();
+}

@@ -123,6 +123,29 @@ async fn metrics_can_have_a_port_of_their_own() {
     server.abort();
 }
 
+/// The metrics port is served like the main one: a client that never finishes its request head
+/// is cut off, and the port closes with the drain.
+#[tokio::test]
+async fn the_metrics_port_has_the_header_timeout_and_closes_with_the_drain() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let settings = settings_with(&[("APP_METRICS__PORT", "0"), ("APP_SERVER__HEADER_READ_TIMEOUT_MS", "200")]);
+    let app = keel::Application::build(settings).await.unwrap();
+    let metrics = app.metrics_addr().expect("a metrics listener");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async move { drop(stopped.await) }));
+
+    let mut stream = tokio::net::TcpStream::connect(metrics).await.unwrap();
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let mut buffer = Vec::new();
+    // The server must close the connection on its own; the outer timeout only stops a hung test.
+    let closed = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut buffer)).await;
+    assert!(closed.is_ok(), "the metrics connection was not closed by the header read timeout");
+
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+    assert!(tokio::net::TcpStream::connect(metrics).await.is_err(), "the metrics port closed with the drain");
+}
+
 #[tokio::test]
 async fn metrics_can_be_turned_off() {
     let app = spawn_app(settings_with(&[("APP_METRICS__ENABLED", "false")])).await;

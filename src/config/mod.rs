@@ -55,6 +55,8 @@ pub struct ServerSettings {
     pub body_limit_bytes: usize,
     pub shutdown_grace_ms: u64,
     pub shutdown_delay_ms: u64,
+    /// Connections open at once, per listener; at the cap, keel accepts again once one closes.
+    pub max_connections: usize,
     pub cors_allowed_origins: Vec<String>,
     pub compression: bool,
 }
@@ -210,6 +212,7 @@ impl Settings {
         positive("server.header_read_timeout_ms", s.header_read_timeout_ms)?;
         positive("server.body_limit_bytes", s.body_limit_bytes as u64)?;
         positive("server.shutdown_grace_ms", s.shutdown_grace_ms)?;
+        positive("server.max_connections", s.max_connections as u64)?;
         positive("blocking.max_parallel", self.blocking.max_parallel as u64)?;
         positive("operations.max_running", o.max_running as u64)?;
         positive("operations.max_timeout_ms", o.max_timeout_ms)?;
