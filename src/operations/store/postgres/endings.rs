@@ -13,7 +13,7 @@ use std::sync::Arc;
 use sqlx::Row;
 use sqlx::postgres::PgPool;
 use time::OffsetDateTime;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::classify;
 use super::fanout::Fanout;
@@ -57,36 +57,44 @@ impl Ending {
     }
 }
 
-/// Starts the writer; ends sent to the returned channel are written in batches.
-pub(super) fn start(pool: PgPool, fanout: Arc<Fanout>) -> (mpsc::UnboundedSender<Ending>, tokio::task::JoinHandle<()>) {
+/// Starts the writer; ends sent to the returned channel are written in batches. It stops by
+/// itself once every sender is gone.
+pub(super) fn start(pool: PgPool, fanout: Arc<Fanout>) -> mpsc::UnboundedSender<Ending> {
     let (endings, incoming) = mpsc::unbounded_channel();
-    (endings, tokio::spawn(write_in_batches(pool, fanout, incoming)))
+    tokio::spawn(write_in_batches(pool, fanout, incoming));
+    endings
 }
 
 async fn write_in_batches(pool: PgPool, fanout: Arc<Fanout>, mut incoming: mpsc::UnboundedReceiver<Ending>) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
-    let mut waiting: Vec<Ending> = Vec::new();
     loop {
         let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { return };
-        if waiting.is_empty() && incoming.recv_many(&mut waiting, MAX_BATCH).await == 0 {
+        // Whatever has arrived, up to a batch; waits only for the first.
+        let mut batch = Vec::new();
+        if incoming.recv_many(&mut batch, MAX_BATCH).await == 0 {
             return;
         }
-        while waiting.len() < MAX_BATCH {
-            match incoming.try_recv() {
-                Ok(ending) => waiting.push(ending),
-                Err(_) => break,
-            }
-        }
-        // One end per operation in a statement: a second end of the same lease (which only a
-        // confused caller sends) waits for the next batch, where it finds the lease gone.
-        let mut seen = HashSet::new();
-        let (batch, later): (Vec<_>, Vec<_>) = waiting.drain(..).partition(|ending| seen.insert(ending.id.clone()));
-        waiting = later;
-        tokio::spawn(write(pool.clone(), Arc::clone(&fanout), batch, slot));
+        let (pool, fanout) = (pool.clone(), Arc::clone(&fanout));
+        tokio::spawn(async move {
+            write(&pool, &fanout, batch).await;
+            drop(slot);
+        });
     }
 }
 
-async fn write(pool: PgPool, fanout: Arc<Fanout>, batch: Vec<Ending>, _slot: OwnedSemaphorePermit) {
+/// Writes `batch`, one end per operation in a statement: a second end of the same lease (which
+/// only a confused caller sends) goes in the next statement, where it finds the lease gone.
+async fn write(pool: &PgPool, fanout: &Fanout, batch: Vec<Ending>) {
+    let mut rest = batch;
+    while !rest.is_empty() {
+        let mut seen = HashSet::new();
+        let (now, later): (Vec<_>, Vec<_>) = rest.into_iter().partition(|ending| seen.insert(ending.id.clone()));
+        write_once(pool, fanout, now).await;
+        rest = later;
+    }
+}
+
+async fn write_once(pool: &PgPool, fanout: &Fanout, batch: Vec<Ending>) {
     // Planned afresh for each batch (not a prepared statement: `persistent(false)`), from the
     // table's size now and the batch's own length. A plan cached while the table was small
     // kept scanning all of it, and one that could use the index of running operations scanned
@@ -118,7 +126,7 @@ async fn write(pool: PgPool, fanout: Arc<Fanout>, batch: Vec<Ending>, _slot: Own
         .bind(
             batch.iter().map(|ending| ending.progress.as_ref().and_then(|p| p.message.as_deref())).collect::<Vec<_>>(),
         )
-        .fetch_all(&pool)
+        .fetch_all(pool)
         .await;
     let rows = match written {
         Ok(rows) => rows,
