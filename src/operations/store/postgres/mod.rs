@@ -1,14 +1,16 @@
 //! Operations in Postgres, shared by every replica: the store for more than one process.
 //!
 //! How it works, in the manner of the queues built on Postgres (Oban, River, graphile-worker):
-//! - **claiming**: `UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP LOCKED LIMIT 1)`, oldest first,
-//!   so claimers on every replica take different rows without waiting on each other;
+//! - **claiming**: `UPDATE … WHERE id IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)`, oldest
+//!   first, as many as the dispatcher has free slots, so claimers on every replica take
+//!   different rows without waiting on each other;
 //! - **fencing**: every claim draws a new token from a sequence; heartbeats, progress and the
-//!   result are written only `WHERE lease_token = $token AND status = 'running'`, so a stale
-//!   worker's writes change nothing;
+//!   result are written only where `lease_token` is still that token (held exactly while the
+//!   operation runs, a constraint says), so a stale worker's writes change nothing;
+//! - **results** are written in batches ([`endings`]);
 //! - **notifications**: every change clients can see reaches the watchers in this process at
-//!   once and the other processes by `NOTIFY` ([`fanout`]), which wakes their idle dispatchers
-//!   and refreshes what is watched there;
+//!   once and the other processes by `NOTIFY` ([`fanout`]), carrying the new state, which
+//!   wakes their idle dispatchers and feeds what is watched there;
 //! - **one sweeper at a time**: `expire` and the purges take a transaction-scoped advisory lock
 //!   and skip their turn when another replica holds it.
 //!
@@ -91,7 +93,7 @@ impl PostgresStore {
             .await
             .map_err(classify)?;
         // The writer stops by itself once the store, and with it the sender, is gone.
-        let (endings, _writer) = endings::start(pool.clone(), Arc::clone(&fanout));
+        let endings = endings::start(pool.clone(), Arc::clone(&fanout));
         Ok(Self { pool, relaxed, fanout, endings, sweeper_lock, tasks })
     }
 
