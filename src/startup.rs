@@ -172,14 +172,19 @@ impl Connections {
     /// Accepts and serves connections until `stop` resolves.
     async fn accept(&self, listener: &TcpListener, app: &App, stop: impl Future<Output = ()>) {
         tokio::pin!(stop);
+        // Under a flood the cap is reached again at every close: a warning the first time only.
+        let mut warned = false;
         loop {
             let slot = match Arc::clone(&self.slots).try_acquire_owned() {
                 Ok(slot) => slot,
                 Err(_) => {
-                    tracing::warn!(
-                        max_connections = self.max_connections,
-                        "connection limit reached: accepting again once one closes"
-                    );
+                    if !warned {
+                        warned = true;
+                        tracing::warn!(
+                            max_connections = self.max_connections,
+                            "connection limit reached: accepting again once one closes"
+                        );
+                    }
                     tokio::select! {
                         () = &mut stop => return,
                         slot = Arc::clone(&self.slots).acquire_owned() => match slot {
