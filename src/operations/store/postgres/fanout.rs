@@ -48,7 +48,7 @@ pub(super) enum Event {
     /// process has not claimed it by the time the news goes out.
     Created(String),
     /// An operation's new state, and its version.
-    Changed(Box<State>),
+    Changed(Arc<State>),
     Deleted(String),
 }
 
@@ -84,11 +84,11 @@ type State = (Operation, i64);
 #[derive(Default)]
 struct Recent {
     count: u64,
-    changes: VecDeque<(u64, String, Option<State>)>,
+    changes: VecDeque<(u64, String, Option<Arc<State>>)>,
 }
 
 impl Recent {
-    fn note(&mut self, id: &str, state: Option<State>) {
+    fn note(&mut self, id: &str, state: Option<Arc<State>>) {
         self.count += 1;
         if self.changes.len() == RECENT_CHANGES {
             self.changes.pop_front();
@@ -97,7 +97,7 @@ impl Recent {
     }
 
     /// The state of `id` after its latest change, if that change was made here and remembered.
-    fn latest(&self, id: &str) -> Option<State> {
+    fn latest(&self, id: &str) -> Option<Arc<State>> {
         self.changes.iter().rev().find(|(_, changed, _)| changed == id).and_then(|(_, _, state)| state.clone())
     }
 
@@ -109,7 +109,7 @@ impl Recent {
         let latest = self.changes.iter().rev().take_while(|(n, _, _)| *n > mark).find(|(_, changed, _)| changed == id);
         match latest {
             None => Since::Unchanged,
-            Some((_, _, Some(state))) => Since::ChangedHere(Box::new(state.clone())),
+            Some((_, _, Some(state))) => Since::ChangedHere(Arc::clone(state)),
             Some((_, _, None)) => Since::Unknown,
         }
     }
@@ -118,7 +118,7 @@ impl Recent {
 enum Since {
     Unchanged,
     /// Changed by this process, to this state.
-    ChangedHere(Box<State>),
+    ChangedHere(Arc<State>),
     /// Changed elsewhere, or too long ago to tell: read it.
     Unknown,
 }
@@ -160,11 +160,13 @@ impl Fanout {
     /// A change this process made: to its watchers here at once, to the others by notification.
     pub(super) fn changed(&self, operation: &Operation, version: i64) {
         lock(&self.unclaimed).remove(&operation.id);
-        lock(&self.recent).note(&operation.id, Some((operation.clone(), version)));
+        // One copy shared by the recent changes and the notifier.
+        let state = Arc::new((operation.clone(), version));
+        lock(&self.recent).note(&operation.id, Some(Arc::clone(&state)));
         if let Some(entry) = lock(&self.watched).get_mut(&operation.id) {
             entry.publish(operation.clone(), version);
         }
-        let _ = self.outgoing.send(Event::Changed(Box::new((operation.clone(), version))));
+        let _ = self.outgoing.send(Event::Changed(state));
     }
 
     pub(super) fn deleted(&self, id: &str) {
@@ -193,7 +195,7 @@ impl Fanout {
     /// take at once (its slots are full, or it is scheduled) is announced as before.
     pub(super) fn created(&self, operation: &Operation, version: i64) {
         lock(&self.unclaimed).insert(operation.id.clone());
-        lock(&self.recent).note(&operation.id, Some((operation.clone(), version)));
+        lock(&self.recent).note(&operation.id, Some(Arc::new((operation.clone(), version))));
         let _ = self.outgoing.send(Event::Created(operation.id.clone()));
     }
 
@@ -211,7 +213,7 @@ impl Fanout {
             (recent.count, recent.latest(id))
         };
         let (operation, version) = match known {
-            Some(state) => state,
+            Some(state) => State::clone(&state),
             None => match fetch(pool, id).await? {
                 Some(state) => state,
                 None => return Ok(None),
@@ -232,7 +234,7 @@ impl Fanout {
         match since {
             Since::Unchanged => {}
             Since::ChangedHere(state) => {
-                let (operation, version) = *state;
+                let (operation, version) = State::clone(&state);
                 if let Some(entry) = lock(&self.watched).get_mut(id) {
                     entry.publish(operation, version);
                 }
@@ -401,7 +403,7 @@ fn payloads(
     mut still_queued: impl FnMut(&str) -> bool,
 ) -> Vec<String> {
     let mut queued = false;
-    let mut latest: HashMap<String, Option<State>> = HashMap::new();
+    let mut latest: HashMap<String, Option<Arc<State>>> = HashMap::new();
     let mut order = Vec::new();
     for event in events {
         let (id, state) = match event {
@@ -413,7 +415,7 @@ fn payloads(
                 queued |= still_queued(&id);
                 continue;
             }
-            Event::Changed(state) => (state.0.id.clone(), Some(*state)),
+            Event::Changed(state) => (state.0.id.clone(), Some(state)),
             Event::Deleted(id) => (id, None),
         };
         match latest.get_mut(&id) {
@@ -436,8 +438,9 @@ fn payloads(
     }
     let items =
         queued.then(|| "q".to_owned()).into_iter().chain(order.into_iter().map(|id| match latest.remove(&id) {
-            Some(Some((operation, version))) => {
-                let item = serde_json::to_string(&operation).map(|json| format!("s{id} {version} {json}"));
+            Some(Some(state)) => {
+                let (operation, version) = &*state;
+                let item = serde_json::to_string(operation).map(|json| format!("s{id} {version} {json}"));
                 item.ok()
                     .filter(|item| origin.len() + 1 + item.len() <= PAYLOAD_LIMIT)
                     .unwrap_or_else(|| format!("c{id}"))
@@ -523,7 +526,7 @@ mod tests {
     }
 
     fn changed(id: &str, version: i64) -> Event {
-        Event::Changed(Box::new((operation(id, serde_json::json!({ "ms": 0 })), version)))
+        Event::Changed(Arc::new((operation(id, serde_json::json!({ "ms": 0 })), version)))
     }
 
     /// The items of `payloads`, without their origin.
@@ -558,7 +561,7 @@ mod tests {
 
     #[test]
     fn a_deletion_is_final_and_a_state_too_big_to_carry_is_read_instead() {
-        let big = Event::Changed(Box::new((operation("big", serde_json::json!("x".repeat(PAYLOAD_LIMIT))), 2)));
+        let big = Event::Changed(Arc::new((operation("big", serde_json::json!("x".repeat(PAYLOAD_LIMIT))), 2)));
         let events = [changed("gone", 2), Event::Deleted("gone".to_owned()), changed("gone", 3), big];
         assert_eq!(items(&payloads("origin", events.into_iter(), |_| false)), ["dgone", "cbig"]);
     }
