@@ -83,7 +83,7 @@ pub struct OperationContext {
     cancellation: CancellationToken,
     /// The latest report, picked up by the executor, which records it at most once every
     /// `operations.progress_interval_ms` and with the operation's end.
-    progress: Arc<watch::Sender<Option<Progress>>>,
+    progress: watch::Sender<Option<Progress>>,
     blocking: BlockingPool,
 }
 
@@ -95,7 +95,7 @@ impl OperationContext {
         progress: watch::Sender<Option<Progress>>,
         blocking: BlockingPool,
     ) -> Self {
-        Self { id, attempt, cancellation, progress: Arc::new(progress), blocking }
+        Self { id, attempt, cancellation, progress, blocking }
     }
 
     /// The operation's id: with [`attempt`](Self::attempt), what makes side effects idempotent
