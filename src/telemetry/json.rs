@@ -1,18 +1,21 @@
 //! One JSON object per log line, rendered by hand by a tracing layer of keel's own.
 //!
-//! tracing-subscriber's `fmt` layer with its own JSON format stores each span's fields as JSON
-//! text and parses that text back for every line logged inside the span; with an access-log
-//! line per request that was the largest user-space cost of a request. Its generic formatting
-//! path then copies each line twice more (into its own buffer, then into the writer). This
-//! layer renders a span once, when it is created, as the text its lines carry
-//! (`,"span":{"name":…,"k":v,...`) and copies that into each line, and renders each line into a reused per-thread
-//! `String` that goes to the log writer in one piece. What a callsite's lines share (level,
-//! target, the field names as keys) is escaped once per thread and copied after that. Numbers
-//! are rendered with `itoa` and `ryu`. (See the README's performance notes.)
+//! A line: `{"timestamp":"…","level":"INFO","target":"…",<event fields>,"request":{…},
+//! "span":{"name":"…",<span fields>},"spans":[{…},…]}`. `message` is an ordinary event field;
+//! `request` (id, method, route) is there for a line logged while a request is handled (see
+//! `request.rs`); `span` (the innermost) and `spans` (all of them, outermost first) for a line
+//! logged inside spans, as tracing-subscriber's JSON formatter names them. A `log` record's line
+//! names the record's own target, as tracing-subscriber's formatters do.
 //!
-//! A line: `{"timestamp":"…","level":"INFO","target":"…",<event fields>,"request":{…},"span":{"name":"…",<span fields>}}`.
-//! `message` is an ordinary event field; `request` (id, method, route) is there for a line
-//! logged while a request is handled (see `request.rs`), `span` for one logged inside a span.
+//! Why not tracing-subscriber's JSON formatter: see the README's performance notes, which
+//! measure both on the same requests. In short, its formatter renders each line through its
+//! generic formatting path into a buffer of its own and copies it twice more (about NNN
+//! instructions more per access line), and it stores each span's fields as JSON text that it
+//! parses back for every line logged inside the span. This layer renders a span's fields when
+//! they are recorded and copies the text into each line, and renders each line into a reused
+//! per-thread `String` that goes to the log writer in one piece. What a callsite's lines share
+//! (level, target, the field names as keys) is escaped once per thread and copied after that.
+//! Numbers are rendered with `itoa` and `ryu`.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -26,6 +29,7 @@ use tracing::callsite::Identifier;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};
+use tracing_log::NormalizeEvent;
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
@@ -44,12 +48,50 @@ impl JsonLayer {
     }
 }
 
-/// A span as its lines show it, rendered when it is created and grown by `record`:
-/// `,"span":{"name":"…",<fields>` (the closing brace is the line's to add).
-struct SpanText(String);
+/// A span as its lines show it: its fields, each rendered once, and the object they make,
+/// `{"name":"…",<fields>}`, rendered again only when a field is recorded after the span starts.
+struct SpanFields {
+    /// Each field's name and its value as JSON, in the order first recorded. A field recorded
+    /// again replaces its value, so that a line never carries a key twice.
+    values: Vec<(&'static str, String)>,
+    rendered: String,
+}
 
-/// Room for a span's name and a few short fields in one allocation.
-const SPAN_TEXT_CAPACITY: usize = 128;
+impl SpanFields {
+    fn render(&mut self, name: &str) {
+        self.rendered.clear();
+        self.rendered.push_str("{\"name\":");
+        push_string(&mut self.rendered, name);
+        for (key, value) in &self.values {
+            self.rendered.push(',');
+            push_string(&mut self.rendered, key);
+            self.rendered.push(':');
+            self.rendered.push_str(value);
+        }
+        self.rendered.push('}');
+    }
+}
+
+impl FieldSink for SpanFields {
+    fn value_slot(&mut self, field: &Field) -> Option<&mut String> {
+        let at = match self.values.iter().position(|(key, _)| *key == field.name()) {
+            Some(at) => {
+                self.values[at].1.clear();
+                at
+            }
+            None => {
+                self.values.push((field.name(), String::new()));
+                self.values.len() - 1
+            }
+        };
+        Some(&mut self.values[at].1)
+    }
+}
+
+/// Fields of a `log` record that tracing-log carries as fields and a line shows as its own
+/// metadata (the target) or not at all (module, file, line), as tracing-subscriber's formatters
+/// do.
+const LOG_RECORD_FIELDS: &str = "log.";
 
 impl<S> Layer<S> for JsonLayer
 where
@@ -57,19 +99,18 @@ where
 {
     fn on_new_span(&self, attributes: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
-        let mut rendered = String::with_capacity(SPAN_TEXT_CAPACITY);
-        rendered.push_str(",\"span\":{\"name\":");
-        push_string(&mut rendered, span.name());
-        let text = callsite_text(attributes.metadata());
-        attributes.record(&mut JsonVisitor::new(&mut rendered, &text));
-        span.extensions_mut().insert(SpanText(rendered));
+        let mut fields = SpanFields { values: Vec::new(), rendered: String::new() };
+        attributes.record(&mut FieldVisitor(&mut fields));
+        fields.render(span.name());
+        span.extensions_mut().insert(fields);
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
         let mut extensions = span.extensions_mut();
-        if let Some(SpanText(rendered)) = extensions.get_mut::<SpanText>() {
-            values.record(&mut JsonVisitor::new(rendered, &callsite_text(span.metadata())));
+        if let Some(fields) = extensions.get_mut::<SpanFields>() {
+            values.record(&mut FieldVisitor(&mut *fields));
+            fields.render(span.name());
         }
     }
 
@@ -78,24 +119,53 @@ where
             let text = callsite_text(event.metadata());
             line.push_str("{\"timestamp\":\"");
             push_timestamp(line);
-            line.push_str(&text.level_and_target);
-            event.record(&mut JsonVisitor::new(line, &text));
+            // A `log` record comes through tracing-log's callsite, whose target is `log`: the
+            // line names the record's own target, as tracing-subscriber's formatters do.
+            let from_log = event.is_log();
+            match from_log.then(|| event.normalized_metadata()).flatten() {
+                Some(record) => push_level_and_target(line, &record),
+                None => line.push_str(&text.level_and_target),
+            }
+            event.record(&mut FieldVisitor(EventLine { line: &mut *line, text: &text, from_log }));
             RequestContext::with_current(|request| {
                 if let Some(request) = request {
                     push_request(line, request);
                 }
             });
-            // The event's parent: the one it names, or else the current span.
+            // The event's parent (the one it names, or else the current span) as `span`, and
+            // every span it is in, outermost first, as `spans`: a line inside a `db` span inside
+            // an `operation` span names the operation too.
             if let Some(span) = ctx.event_span(event)
-                && let Some(SpanText(rendered)) = span.extensions().get::<SpanText>()
+                && let Some(fields) = span.extensions().get::<SpanFields>()
             {
-                line.push_str(rendered);
-                line.push('}');
+                line.push_str(",\"span\":");
+                line.push_str(&fields.rendered);
+                line.push_str(",\"spans\":[");
+                let mut first = true;
+                for span in span.scope().from_root() {
+                    if let Some(fields) = span.extensions().get::<SpanFields>() {
+                        if !first {
+                            line.push(',');
+                        }
+                        first = false;
+                        line.push_str(&fields.rendered);
+                    }
+                }
+                line.push(']');
             }
             line.push_str("}\n");
             self.out.write_line(line.as_bytes());
         });
     }
+}
+
+/// Pushes what follows the timestamp for a line with this level and target, rendered afresh:
+/// `","level":"INFO","target":"…"`.
+fn push_level_and_target(line: &mut String, meta: &Metadata<'_>) {
+    line.push_str("\",\"level\":\"");
+    line.push_str(meta.level().as_str());
+    line.push_str("\",\"target\":");
+    push_string(line, meta.target());
 }
 
 /// Pushes the request a line is logged for: `,"request":{"id":…,"method":…,"route":…}`. The
@@ -230,59 +300,85 @@ fn push_timestamp(line: &mut String) {
     line.push('Z');
 }
 
-/// Renders fields as `,"name":value` pairs, each after something already in `out`.
-struct JsonVisitor<'a> {
-    out: &'a mut String,
-    text: &'a CallsiteText,
+/// Where a field's JSON value goes: `None` leaves the field out.
+trait FieldSink {
+    fn value_slot(&mut self, field: &Field) -> Option<&mut String>;
 }
 
-impl<'a> JsonVisitor<'a> {
-    fn new(out: &'a mut String, text: &'a CallsiteText) -> Self {
-        Self { out, text }
+impl<T: FieldSink> FieldSink for &mut T {
+    fn value_slot(&mut self, field: &Field) -> Option<&mut String> {
+        (**self).value_slot(field)
     }
+}
 
-    fn key(&mut self, field: &Field) -> &mut String {
+/// An event's fields, rendered into its line as `,"name":value` pairs.
+struct EventLine<'a> {
+    line: &'a mut String,
+    text: &'a CallsiteText,
+    /// The event is a `log` record: its `log.*` fields are left out.
+    from_log: bool,
+}
+
+impl FieldSink for EventLine<'_> {
+    fn value_slot(&mut self, field: &Field) -> Option<&mut String> {
         match self.text.keys.get(field.index()) {
-            Some(key) if field.callsite() == self.text.callsite => self.out.push_str(key),
+            _ if self.from_log && field.name().starts_with(LOG_RECORD_FIELDS) => return None,
+            Some(key) if field.callsite() == self.text.callsite => self.line.push_str(key),
             // A field of another callsite: not expected from tracing, rendered all the same.
             _ => {
-                self.out.push(',');
-                push_string(self.out, field.name());
-                self.out.push(':');
+                self.line.push(',');
+                push_string(self.line, field.name());
+                self.line.push(':');
             }
         }
-        self.out
-    }
-
-    fn quoted_display(&mut self, field: &Field, value: fmt::Arguments<'_>) {
-        let out = self.key(field);
-        out.push('"');
-        // Writing into a `String` fails only if a `Display` impl reports an error; what it wrote
-        // so far stays, and the line is still valid JSON.
-        let _ = Escaped(&mut *out).write_fmt(value);
-        out.push('"');
+        Some(self.line)
     }
 }
 
-impl Visit for JsonVisitor<'_> {
+/// Renders each field's value as JSON where its sink says.
+struct FieldVisitor<K>(K);
+
+impl<K: FieldSink> FieldVisitor<K> {
+    fn quoted_display(&mut self, field: &Field, value: fmt::Arguments<'_>) {
+        if let Some(out) = self.0.value_slot(field) {
+            out.push('"');
+            // Writing into a `String` fails only if a `Display` impl reports an error; what it
+            // wrote so far stays, and the line is still valid JSON.
+            let _ = Escaped(&mut *out).write_fmt(value);
+            out.push('"');
+        }
+    }
+}
+
+impl<K: FieldSink> Visit for FieldVisitor<K> {
     fn record_f64(&mut self, field: &Field, value: f64) {
-        push_f64(self.key(field), value);
+        if let Some(out) = self.0.value_slot(field) {
+            push_f64(out, value);
+        }
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.key(field).push_str(itoa::Buffer::new().format(value));
+        if let Some(out) = self.0.value_slot(field) {
+            out.push_str(itoa::Buffer::new().format(value));
+        }
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.key(field).push_str(itoa::Buffer::new().format(value));
+        if let Some(out) = self.0.value_slot(field) {
+            out.push_str(itoa::Buffer::new().format(value));
+        }
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.key(field).push_str(if value { "true" } else { "false" });
+        if let Some(out) = self.0.value_slot(field) {
+            out.push_str(if value { "true" } else { "false" });
+        }
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        push_string(self.key(field), value);
+        if let Some(out) = self.0.value_slot(field) {
+            push_string(out, value);
+        }
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
@@ -492,6 +588,64 @@ mod tests {
         assert_eq!(line["span"]["name"], "request", "{output}");
         assert_eq!(line["span"]["request_id"], "r-1", "{output}");
         assert_eq!(line["span"]["user"], "ada", "{output}");
+    }
+
+    #[test]
+    fn a_line_inside_nested_spans_names_every_span_outermost_first() {
+        let output = logged(|| {
+            let _operation = tracing::info_span!("operation", operation_id = "op-1").entered();
+            let _db = tracing::info_span!("db", table = "keel_operations").entered();
+            tracing::info!("claimed");
+        });
+        let line: Value = serde_json::from_str(output.trim()).unwrap();
+        assert_eq!(line["spans"][0]["name"], "operation", "{output}");
+        assert_eq!(line["spans"][0]["operation_id"], "op-1", "{output}");
+        assert_eq!(line["spans"][1]["name"], "db", "{output}");
+        assert_eq!(line["spans"][1]["table"], "keel_operations", "{output}");
+        assert_eq!(line["spans"].as_array().map(Vec::len), Some(2), "{output}");
+        assert_eq!(line["span"]["name"], "db", "the innermost: {output}");
+    }
+
+    #[test]
+    fn a_log_record_names_its_own_target_and_nothing_of_the_bridge() {
+        let output = logged(|| {
+            let retries = 3;
+            tracing_log::format_trace(
+                &log::Record::builder()
+                    .args(format_args!("poll returned {retries}"))
+                    .level(log::Level::Warn)
+                    .target("mio::poll")
+                    .module_path(Some("mio::poll"))
+                    .file(Some("src/poll.rs"))
+                    .line(Some(42))
+                    .build(),
+            )
+            .unwrap();
+        });
+        let line: Value = serde_json::from_str(output.trim()).unwrap();
+        assert_eq!(line["target"], "mio::poll", "{output}");
+        assert_eq!(line["level"], "WARN", "{output}");
+        assert_eq!(line["message"], "poll returned 3", "{output}");
+        let mut keys: Vec<&String> = line.as_object().unwrap().keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["level", "message", "target", "timestamp"], "no `log.*` field: {output}");
+    }
+
+    #[test]
+    fn a_span_field_recorded_again_is_written_once_with_its_last_value() {
+        let output = logged(|| {
+            let span = tracing::info_span!("request", user = "a", attempt = tracing::field::Empty);
+            span.record("user", "b");
+            span.record("attempt", 1);
+            span.record("attempt", 2);
+            tracing::info!(parent: &span, "after");
+        });
+        assert_eq!(output.matches("\"user\"").count(), 2, "once in `span`, once in `spans`: {output}");
+        assert_eq!(output.matches("\"attempt\"").count(), 2, "{output}");
+        let line: Value = serde_json::from_str(output.trim()).unwrap();
+        assert_eq!(line["span"]["user"], "b", "{output}");
+        assert_eq!(line["span"]["attempt"], 2, "{output}");
+        assert_eq!(line["spans"][0], line["span"], "{output}");
     }
 
     #[test]
