@@ -135,14 +135,16 @@ where
             // The event's parent (the one it names, or else the current span) as `span`, and
             // every span it is in, outermost first, as `spans`: a line inside a `db` span inside
             // an `operation` span names the operation too.
-            if let Some(span) = ctx.event_span(event)
-                && let Some(fields) = span.extensions().get::<SpanFields>()
-            {
-                line.push_str(",\"span\":");
-                line.push_str(&fields.rendered);
+            if let Some(innermost) = ctx.event_span(event) {
+                // One span's extensions borrowed at a time: the registry's lock is not
+                // reentrant, and another thread may be waiting to record into the span.
+                if let Some(fields) = innermost.extensions().get::<SpanFields>() {
+                    line.push_str(",\"span\":");
+                    line.push_str(&fields.rendered);
+                }
                 line.push_str(",\"spans\":[");
                 let mut first = true;
-                for span in span.scope().from_root() {
+                for span in innermost.scope().from_root() {
                     if let Some(fields) = span.extensions().get::<SpanFields>() {
                         if !first {
                             line.push(',');
