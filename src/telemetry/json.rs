@@ -696,8 +696,8 @@ mod tests {
 
         let output = logged(|| {
             let id = RequestId::sanitised(b"req-7").unwrap();
-            let mut request = Some(RequestContext { id, method: Method::POST, route: "/v1/operations/{id}" });
-            RequestContext::in_scope(&mut request, || {
+            let request = RequestContext { id, method: Method::POST, route: "/v1/operations/{id}" };
+            request.sync_scope(|| {
                 let _span = tracing::info_span!("database", table = "operations").entered();
                 tracing::info!("inside");
             });

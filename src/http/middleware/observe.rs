@@ -25,6 +25,7 @@ use axum::http::StatusCode;
 use axum::http::header::{self, HeaderMap, HeaderName};
 use axum::response::Response;
 use pin_project_lite::pin_project;
+use tokio::task::futures::TaskLocalFuture;
 use tower::{Layer, Service};
 use tracing::Span;
 
@@ -99,27 +100,25 @@ where
         let in_flight = route.metrics.as_ref().map(RouteMetrics::enter);
         let context = RequestContext { id, method: request.method().clone(), route: route.template };
         let span = if self.open_spans { request_span(&context) } else { Span::none() };
-        let mut context = Some(context);
         if tracing::enabled!(tracing::Level::DEBUG) {
             let _entered = span.enter();
-            RequestContext::in_scope(&mut context, || tracing::debug!("request started"));
+            context.clone().sync_scope(|| tracing::debug!("request started"));
         }
         // Builds the handler's future; its code runs when the future is polled, in the request's
         // context (a panic here is turned into a response, and logged, when guard is polled).
         let inner = self.inner.call(request);
-        ObserveFuture { inner, context, span, started, in_flight }
+        ObserveFuture { inner: context.scope(Logged { inner, started }), span, in_flight }
     }
 }
 
 pin_project! {
     /// The response future of [`Observe`]: the inner future, polled in the request's context.
     pub struct ObserveFuture<F> {
+        // The context comes back from the scope, with the response, for the metrics and the
+        // response's `x-request-id`.
         #[pin]
-        inner: F,
-        // Always `Some` outside a poll.
-        context: Option<RequestContext>,
+        inner: TaskLocalFuture<Option<RequestContext>, Logged<F>>,
         span: Span,
-        started: Instant,
         // `None` when metrics are off. Dropped with the future, so a request whose client went
         // away is counted out too.
         in_flight: Option<InFlight>,
@@ -133,19 +132,10 @@ where
     type Output = Result<Response<B>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
+        let mut this = self.project();
         let _entered = this.span.enter();
-        let (inner, started) = (this.inner, *this.started);
-        // One scope for the handler's poll and the access line: a scope costs a little on
-        // every poll.
-        let response = RequestContext::in_scope(this.context, || {
-            let response = ready!(inner.poll(cx))?;
-            let elapsed = started.elapsed();
-            log_finished(response.status(), elapsed);
-            Poll::Ready(Ok((response, elapsed)))
-        });
-        let (mut response, elapsed) = ready!(response)?;
-        if let Some(context) = this.context {
+        let (mut response, elapsed) = ready!(this.inner.as_mut().poll(cx))?;
+        if let Some(context) = this.inner.take_value().flatten() {
             if let Some(in_flight) = this.in_flight.take() {
                 in_flight.finish(&context.method, response.status(), elapsed);
             }
@@ -153,6 +143,31 @@ where
         }
         mark_sensitive(response.headers_mut());
         Poll::Ready(Ok(response))
+    }
+}
+
+pin_project! {
+    /// The handler's future, and the access line written when it is ready: in the request's
+    /// context, like the handler's own lines.
+    pub struct Logged<F> {
+        #[pin]
+        inner: F,
+        started: Instant,
+    }
+}
+
+impl<F, B, E> Future for Logged<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<(Response<B>, Duration), E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = ready!(this.inner.poll(cx))?;
+        let elapsed = this.started.elapsed();
+        log_finished(response.status(), elapsed);
+        Poll::Ready(Ok((response, elapsed)))
     }
 }
 
