@@ -13,9 +13,10 @@ run: ## Build and serve on 127.0.0.1:8080 with the embedded defaults
 test: ## Run every test: unit, HTTP, shutdown, operations, store conformance
 	$(CARGO) test --all-targets --locked
 
-lint: ## Check formatting and run clippy with warnings as errors
+lint: ## Check formatting, run clippy with warnings as errors, lint the GitHub workflow (actionlint)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	scripts/lint-workflows.sh
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
