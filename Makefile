@@ -1,6 +1,6 @@
 # keel's everyday commands. `make` alone lists them.
 .DEFAULT_GOAL := help
-.PHONY: help run test lint fmt fuzz bench docker-test clean
+.PHONY: help run test lint fmt fuzz clients bench docker-test clean
 
 CARGO ?= cargo
 
@@ -23,6 +23,9 @@ fmt: ## Format the code
 
 fuzz: ## Fuzz a running keel against its OpenAPI document (schemathesis, installed into .venv)
 	scripts/fuzz.sh
+
+clients: ## Drive a live keel with real generic clients (azure-core's long-running-operation poller)
+	scripts/clients.sh
 
 docker-test: ## Build the Dockerfile and check the image: health, non-root, read-only, SIGTERM, size, lint, compose, manifests
 	scripts/docker-test.sh

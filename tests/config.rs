@@ -118,3 +118,16 @@ fn heartbeats_must_come_well_within_the_lease() {
     let error = load(&[("APP_DATABASE__MAX_CONNECTIONS", "0")]).unwrap_err();
     assert!(error.contains("database.max_connections"), "{error}");
 }
+
+#[test]
+fn the_public_url_must_be_a_plain_http_base() {
+    let settings = load(&[("APP_SERVER__PUBLIC_URL", "https://api.example.com/billing")]).unwrap();
+    assert_eq!(settings.server.public_url.as_deref(), Some("https://api.example.com/billing"));
+    for bad in
+        ["api.example.com", "ftp://api.example.com", "https://user:pw@api.example.com", "https://api.example.com/?x=1"]
+    {
+        let error = load(&[("APP_SERVER__PUBLIC_URL", bad)]).unwrap_err();
+        assert!(error.contains("server.public_url"), "{bad}: {error}");
+    }
+    assert_eq!(load(&[]).unwrap().server.public_url, None, "unset by default");
+}

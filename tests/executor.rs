@@ -243,12 +243,12 @@ async fn a_cancelled_operation_is_cancelled_at_once_even_if_it_ignores_the_token
     let next = submit(&executor, "probe", json!({ "ms": 1 })).await;
     until_status(&executor, &stubborn.id, Status::Running).await;
     let cancelled = executor.cancel(&stubborn.id).await.unwrap();
-    assert_eq!(cancelled.status, Status::Cancelled);
-    assert_eq!(executor.get(&stubborn.id).await.unwrap().status, Status::Cancelled, "reported at once");
+    assert_eq!(cancelled.status, Status::Canceled);
+    assert_eq!(executor.get(&stubborn.id).await.unwrap().status, Status::Canceled, "reported at once");
     // The stubborn code is dropped after the cancel grace, freeing the only slot.
     assert_eq!(finished(&executor, &next.id).await.status, Status::Succeeded);
     let after = executor.get(&stubborn.id).await.unwrap();
-    assert_eq!(after.status, Status::Cancelled);
+    assert_eq!(after.status, Status::Canceled);
     assert_eq!(after.result, None, "whatever it returned later was discarded");
     assert!(matches!(executor.cancel(&stubborn.id).await, Err(OperationsError::AlreadyFinished)));
 }
@@ -258,7 +258,7 @@ async fn a_cancelled_queued_operation_never_runs() {
     let (executor, stats) = start(limits(1, 10));
     let blocker = submit(&executor, "probe", json!({ "ms": 1000 })).await;
     let queued = submit(&executor, "probe", json!({ "ms": 1 })).await;
-    assert_eq!(executor.cancel(&queued.id).await.unwrap().status, Status::Cancelled);
+    assert_eq!(executor.cancel(&queued.id).await.unwrap().status, Status::Canceled);
     finished(&executor, &blocker.id).await;
     let last = submit(&executor, "probe", json!({ "ms": 1 })).await;
     finished(&executor, &last.id).await;
@@ -353,7 +353,7 @@ async fn drain_finishes_what_it_can_and_cancels_the_rest() {
     assert_eq!(executor.get(&quick.id).await.unwrap().status, Status::Succeeded, "finished within the grace period");
     for id in [&stubborn.id, &queued.id] {
         let op = executor.get(id).await.unwrap();
-        assert_eq!(op.status, Status::Cancelled, "{op:?}");
+        assert_eq!(op.status, Status::Canceled, "{op:?}");
         assert_eq!(op.error.unwrap().kind, "shutdown");
     }
     assert_eq!(executor.counts().await.unwrap().running, 0, "nothing is left running");
@@ -425,8 +425,8 @@ async fn cancel_racing_completion_gives_one_consistent_answer() {
         let end = finished(&executor, &op.id).await;
         match cancel {
             Ok(cancelled) => {
-                assert_eq!(cancelled.status, Status::Cancelled);
-                assert_eq!(end.status, Status::Cancelled, "a successful cancel is final");
+                assert_eq!(cancelled.status, Status::Canceled);
+                assert_eq!(end.status, Status::Canceled, "a successful cancel is final");
             }
             Err(OperationsError::AlreadyFinished) => assert_eq!(end.status, Status::Succeeded),
             Err(other) => panic!("unexpected: {other:?}"),

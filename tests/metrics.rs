@@ -81,7 +81,7 @@ async fn metrics_move_with_traffic_and_operations() {
     assert_eq!(moved(r#"operations_submitted_total{kind="sleep"}"#), 1.0);
     assert_eq!(moved(r#"operations_submitted_total{kind="fail"}"#), 1.0);
     assert_eq!(moved(r#"operations_rejected_total{reason="queue_full"}"#), 1.0);
-    assert_eq!(moved(r#"operations_finished_total{kind="sleep",status="cancelled"}"#), 1.0);
+    assert_eq!(moved(r#"operations_finished_total{kind="sleep",status="canceled"}"#), 1.0);
     assert_eq!(moved(r#"operations_finished_total{kind="fail",status="failed"}"#), 1.0);
     assert_eq!(moved(r#"operation_run_duration_seconds_count{kind="fail"}"#), 1.0);
     assert_eq!(sample(&after, "operations_running"), 0.0);

@@ -40,6 +40,63 @@ async fn total(app: &App) -> usize {
     get(app, "/v1/operations?page_size=1000").await.json()["operations"].as_array().unwrap().len()
 }
 
+/// Submits on a real server and returns the `Operation-Location` and `Location` it answered.
+async fn submitted_locations(settings: keel::config::Settings, host: Option<&str>) -> (String, String, String) {
+    let server = spawn_app(settings).await;
+    let mut request = server
+        .client
+        .post(format!("{}/v1/operations", server.address))
+        .json(&json!({ "kind": "sleep", "input": { "ms": 0 } }));
+    if let Some(host) = host {
+        request = request.header("host", host);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 202);
+    let header = |name: &str| response.headers().get(name).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    let (operation_location, location) = (header("operation-location"), header("location"));
+    let id = response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    (operation_location, location, id)
+}
+
+#[tokio::test]
+async fn the_operation_location_is_absolute_from_the_requests_host() {
+    let (operation_location, location, id) = submitted_locations(settings(), None).await;
+    assert!(operation_location.starts_with("http://127.0.0.1:"), "{operation_location}");
+    assert!(operation_location.ends_with(&format!("/v1/operations/{id}")), "{operation_location}");
+    assert_eq!(location, operation_location);
+    // What a generic poller does with it: follow it as it is.
+    let polled = reqwest::get(&operation_location).await.unwrap();
+    assert_eq!(polled.status(), 200, "{operation_location}");
+}
+
+#[tokio::test]
+async fn the_configured_public_url_is_the_base_whatever_host_the_client_sends() {
+    let settings = settings_with(&[("APP_SERVER__PUBLIC_URL", "https://api.example.com/billing/")]);
+    let (operation_location, location, id) = submitted_locations(settings, Some("evil.test")).await;
+    assert_eq!(operation_location, format!("https://api.example.com/billing/v1/operations/{id}"));
+    assert_eq!(location, operation_location);
+}
+
+#[tokio::test]
+async fn a_host_that_is_not_a_plain_host_never_reaches_the_location() {
+    let (app, _) = router(settings());
+    let body = json!({ "kind": "sleep", "input": { "ms": 0 } });
+    for host in ["evil.test/phish", "user@evil.test", "evil.test:1:2", "evil_test", "x.test?y"] {
+        let answer = submit_with(&app, body.clone(), &[("host", host), ("x-forwarded-host", "evil.test")]).await;
+        assert_eq!(answer.status, 202, "{host}");
+        let id = answer.json()["id"].as_str().unwrap().to_owned();
+        assert_eq!(answer.header("operation-location"), Some(format!("/v1/operations/{id}").as_str()), "{host}");
+    }
+    let forwarded = [("host", "keel.internal:8080"), ("x-forwarded-host", "evil.test"), ("x-forwarded-proto", "https")];
+    let answer = submit_with(&app, body, &forwarded).await;
+    let id = answer.json()["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        answer.header("operation-location"),
+        Some(format!("http://keel.internal:8080/v1/operations/{id}").as_str()),
+        "X-Forwarded-* are never read"
+    );
+}
+
 #[tokio::test]
 async fn a_submission_is_accepted_with_its_location() {
     let (app, _) = router(settings());
@@ -292,8 +349,8 @@ async fn cancel_ends_an_operation_and_refuses_a_finished_one() {
     let cancel = post_json(&app, &format!("/v1/operations/{id}/cancel"), json!({})).await;
     assert_eq!(cancel.status, 200, "the cancel has taken effect: nothing left to accept");
     let op = cancel.json();
-    assert_eq!((op["status"].as_str(), op["done"].as_bool()), (Some("cancelled"), Some(true)));
-    assert_eq!(op["error"]["type"], "cancelled");
+    assert_eq!((op["status"].as_str(), op["done"].as_bool()), (Some("canceled"), Some(true)));
+    assert_eq!(op["error"]["type"], "canceled");
     post_json(&app, &format!("/v1/operations/{id}/cancel"), json!({})).await.problem(409, "operation-finished");
     post_json(&app, "/v1/operations/nope/cancel", json!({})).await.problem(404, "not-found");
 }

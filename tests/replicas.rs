@@ -90,7 +90,7 @@ async fn an_operation_submitted_on_one_replica_is_read_waited_streamed_and_cance
         .next_back()
         .map(|data| serde_json::from_str(data).unwrap())
         .unwrap();
-    assert_eq!(last["status"], "cancelled", "B's stream ends with A's cancel: {body}");
+    assert_eq!(last["status"], "canceled", "B's stream ends with A's cancel: {body}");
     drop(a);
     drop(b);
 }

@@ -59,6 +59,11 @@ pub struct ServerSettings {
     pub max_connections: usize,
     pub cors_allowed_origins: Vec<String>,
     pub compression: bool,
+    /// The URL clients reach this service at (`https://api.example.com/billing`): the base of the
+    /// absolute `Location` and `Operation-Location` keel hands out. Unset: `http://` and the
+    /// request's checked `Host` (see `http::location`).
+    #[serde(default)]
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -254,6 +259,11 @@ impl Settings {
                     o.max_wait_ms, s.request_timeout_ms
                 ),
             ));
+        }
+        if let Some(url) = &s.public_url
+            && let Err(reason) = crate::http::location::check_public_url(url)
+        {
+            return Err(ConfigError::invalid("server.public_url", format!("is {url:?}, which {reason}")));
         }
         if let Some(bad) = s.cors_allowed_origins.iter().find(|o| axum::http::HeaderValue::from_str(o).is_err()) {
             return Err(ConfigError::invalid(

@@ -5,6 +5,7 @@ pub mod error;
 pub mod examples;
 pub mod extract;
 pub mod header_timer;
+pub mod location;
 pub mod middleware;
 pub mod openapi;
 pub mod routes;

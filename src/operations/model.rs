@@ -12,15 +12,17 @@ pub enum Status {
     Running,
     Succeeded,
     Failed,
-    Cancelled,
+    /// Spelled as Azure's API guidelines spell it, so that generic pollers (azure-core's
+    /// `LROBasePolling`) know it as a terminal status.
+    Canceled,
 }
 
 impl Status {
-    pub const ALL: [Status; 5] = [Self::Queued, Self::Running, Self::Succeeded, Self::Failed, Self::Cancelled];
+    pub const ALL: [Status; 5] = [Self::Queued, Self::Running, Self::Succeeded, Self::Failed, Self::Canceled];
 
     /// A terminal status never changes again.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+        matches!(self, Self::Succeeded | Self::Failed | Self::Canceled)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -29,7 +31,7 @@ impl Status {
             Self::Running => "running",
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
-            Self::Cancelled => "cancelled",
+            Self::Canceled => "canceled",
         }
     }
 }
@@ -91,11 +93,11 @@ impl OperationError {
     }
 
     pub fn cancelled_by_client() -> Self {
-        Self::new("cancelled", "The operation was cancelled", Some("cancelled at the client's request".to_owned()))
+        Self::new("canceled", "The operation was canceled", Some("canceled at the client's request".to_owned()))
     }
 
     pub fn shutdown() -> Self {
-        Self::new("shutdown", "The operation was cancelled", Some("the server shut down before it finished".to_owned()))
+        Self::new("shutdown", "The operation was canceled", Some("the server shut down before it finished".to_owned()))
     }
 
     /// The worker running it vanished (its lease expired without a heartbeat).
@@ -130,7 +132,7 @@ impl Outcome {
         match self {
             Self::Succeeded(_) => Status::Succeeded,
             Self::Failed(_) => Status::Failed,
-            Self::Cancelled(_) => Status::Cancelled,
+            Self::Cancelled(_) => Status::Canceled,
         }
     }
 }

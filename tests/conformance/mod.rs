@@ -239,8 +239,8 @@ pub async fn a_cancel_invalidates_the_lease(store: Store) {
     create(&store, "sleep").await;
     let claim = store.claim("worker", LEASE).await.unwrap().unwrap();
     let cancelled = store.cancel(&claim.operation.id, OperationError::cancelled_by_client()).await.unwrap();
-    assert_eq!(cancelled.status, Status::Cancelled, "cancelled at once, whatever the worker does");
-    assert_eq!(cancelled.error.as_ref().unwrap().kind, "cancelled");
+    assert_eq!(cancelled.status, Status::Canceled, "cancelled at once, whatever the worker does");
+    assert_eq!(cancelled.error.as_ref().unwrap().kind, "canceled");
     assert!(
         matches!(store.heartbeat(&claim.lease, LEASE).await, Err(StoreError::LeaseLost)),
         "the worker learns to stop"
@@ -250,7 +250,7 @@ pub async fn a_cancel_invalidates_the_lease(store: Store) {
     assert!(matches!(store.finish(&claim.lease, Outcome::Succeeded(json!(1)), None).await, Err(StoreError::LeaseLost)));
     assert_eq!(
         store.get(&cancelled.id).await.unwrap().unwrap().status,
-        Status::Cancelled,
+        Status::Canceled,
         "the late result is discarded"
     );
 }
@@ -258,7 +258,7 @@ pub async fn a_cancel_invalidates_the_lease(store: Store) {
 pub async fn a_cancelled_queued_operation_is_never_claimed(store: Store) {
     let op = create(&store, "sleep").await;
     let cancelled = store.cancel(&op.id, OperationError::cancelled_by_client()).await.unwrap();
-    assert_eq!(cancelled.status, Status::Cancelled);
+    assert_eq!(cancelled.status, Status::Canceled);
     assert!(cancelled.started_at.is_none());
     assert!(store.claim("worker", LEASE).await.unwrap().is_none());
     assert_eq!(store.counts().await.unwrap().queued, 0);
@@ -346,7 +346,7 @@ pub async fn concurrent_ends_each_get_their_own_answer(store: Store) {
         let expected = if i % 3 == 2 {
             Status::Succeeded
         } else if i % 3 == 0 {
-            Status::Cancelled
+            Status::Canceled
         } else {
             Status::Running
         };
@@ -408,10 +408,10 @@ pub async fn two_handles_a_cancel_reaches_the_other_worker(a: Store, b: Store) {
     let mut seen_by_worker = b.watch(&op.id).await.unwrap().unwrap();
     a.cancel(&op.id, OperationError::cancelled_by_client()).await.unwrap();
     let seen = until(&mut seen_by_worker, |op| op.done).await;
-    assert_eq!(seen.status, Status::Cancelled, "the worker's process learns of the cancel");
+    assert_eq!(seen.status, Status::Canceled, "the worker's process learns of the cancel");
     assert!(matches!(b.heartbeat(&claim.lease, LEASE).await, Err(StoreError::LeaseLost)));
     assert!(matches!(b.finish(&claim.lease, Outcome::Succeeded(json!(1)), None).await, Err(StoreError::LeaseLost)));
-    assert_eq!(a.get(&op.id).await.unwrap().unwrap().status, Status::Cancelled);
+    assert_eq!(a.get(&op.id).await.unwrap().unwrap().status, Status::Canceled);
 }
 
 pub async fn two_handles_a_watch_is_fed_by_the_other(a: Store, b: Store) {
@@ -574,7 +574,7 @@ pub async fn listing_is_newest_first_and_filters(store: Store) {
     let sleeps =
         store.list(&ListQuery { kind: Some("sleep".into()), page_size: 10, ..ListQuery::default() }).await.unwrap();
     assert_eq!(sleeps.operations.iter().map(|op| op.id.as_str()).collect::<Vec<_>>(), [c.id.as_str(), a.id.as_str()]);
-    let cancelled = ListQuery { status: Some(Status::Cancelled), page_size: 10, ..ListQuery::default() };
+    let cancelled = ListQuery { status: Some(Status::Canceled), page_size: 10, ..ListQuery::default() };
     let cancelled = store.list(&cancelled).await.unwrap();
     assert_eq!(cancelled.operations.len(), 1);
     assert_eq!(cancelled.operations[0].id, a.id);

@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
@@ -16,6 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{Json, Path, Query};
+use crate::http::location;
 use crate::http::state::AppState;
 use crate::operations::store::{ListQuery, PageToken};
 use crate::operations::{Operation, Status, Submission};
@@ -64,8 +65,8 @@ fn empty_object() -> Value {
     ),
     responses(
         (status = 202, description = "Accepted; poll `Operation-Location`", body = Operation, headers(
-            ("Location" = String, description = "The operation's URL"),
-            ("Operation-Location" = String, description = "The operation's URL"),
+            ("Location" = String, description = "The operation's absolute URL: `server.public_url`, or `http://` and the request's `Host`, followed by `/v1/operations/{id}`"),
+            ("Operation-Location" = String, description = "The operation's absolute URL, as `Location`"),
             ("Retry-After" = u32, description = "Seconds before polling again"),
         )),
         (status = 200, description = "Finished within the `Prefer: wait` time", body = Operation),
@@ -79,6 +80,7 @@ fn empty_object() -> Value {
 )]
 pub async fn submit(
     State(state): State<AppState>,
+    uri: Uri,
     headers: HeaderMap,
     Json(request): Json<SubmitRequest>,
 ) -> Result<Response, ApiError> {
@@ -93,11 +95,17 @@ pub async fn submit(
         not_before: request.not_before,
     };
     let operation = state.executor.submit(submission).await?.into_operation();
-    let Some(wait) = preferred_wait(&headers) else { return Ok(accepted(operation)) };
+    let location = location::absolute(
+        state.settings.server.public_url.as_deref(),
+        &uri,
+        &headers,
+        &format!("/v1/operations/{}", operation.id),
+    );
+    let Some(wait) = preferred_wait(&headers) else { return Ok(accepted(operation, &location)) };
     let wait = wait.min(Duration::from_millis(state.settings.operations.max_wait_ms));
     let operation = state.executor.wait(&operation.id, wait).await?;
     if !operation.done {
-        return Ok(accepted(operation));
+        return Ok(accepted(operation, &location));
     }
     let mut response = (StatusCode::OK, axum::Json(operation)).into_response();
     if let Ok(applied) = HeaderValue::from_str(&format!("wait={}", wait.as_secs())) {
@@ -106,11 +114,11 @@ pub async fn submit(
     Ok(response)
 }
 
-fn accepted(operation: Operation) -> Response {
-    let location = format!("/v1/operations/{}", operation.id);
+/// `location`: the operation's absolute URL (see `http::location`).
+fn accepted(operation: Operation, location: &str) -> Response {
     let mut response = (StatusCode::ACCEPTED, axum::Json(operation)).into_response();
     let headers = response.headers_mut();
-    if let Ok(location) = HeaderValue::from_str(&location) {
+    if let Ok(location) = HeaderValue::from_str(location) {
         headers.insert(header::LOCATION, location.clone());
         headers.insert(OPERATION_LOCATION, location);
     }
@@ -276,7 +284,7 @@ pub async fn wait(
 #[utoipa::path(post, path = "/v1/operations/{id}/cancel", tag = "operations",
     params(("id" = String, Path, description = "The operation's id")),
     responses(
-        (status = 200, description = "Cancelled: the operation in its terminal state", body = Operation),
+        (status = 200, description = "Canceled: the operation in its terminal state", body = Operation),
         (status = 404, description = "No operation has this id", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The operation had already finished", body = Problem, content_type = "application/problem+json"),
     )

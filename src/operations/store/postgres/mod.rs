@@ -403,7 +403,7 @@ impl OperationStore for PostgresStore {
 
     async fn cancel(&self, id: &str, reason: OperationError) -> Result<Operation, StoreError> {
         let sql = returning(
-            "UPDATE keel_operations SET status = 'cancelled', error = $2, finished_at = $3,
+            "UPDATE keel_operations SET status = 'canceled', error = $2, finished_at = $3,
                lease_token = NULL, lease_expires_at = NULL, version = version + 1
              WHERE id = $1 AND status IN ('queued', 'running')",
         );
@@ -422,7 +422,7 @@ impl OperationStore for PostgresStore {
 
     async fn delete(&self, id: &str) -> Result<(), StoreError> {
         let deleted =
-            sqlx::query("DELETE FROM keel_operations WHERE id = $1 AND status IN ('succeeded', 'failed', 'cancelled')")
+            sqlx::query("DELETE FROM keel_operations WHERE id = $1 AND status IN ('succeeded', 'failed', 'canceled')")
                 .bind(id)
                 .execute(&self.pool)
                 .await
