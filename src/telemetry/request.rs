@@ -9,7 +9,7 @@
 //! Why not a tracing span per request: a span lives in tracing-subscriber's registry, and
 //! creating, rendering and closing one cost more than the rest of keel's middleware together
 //! (see the README's performance notes). The context is three plain fields, moved in and out of
-//! the task-local on each poll. (A thread-local of keel's own did the same, 36 instructions per
+//! the task-local on each poll. (A thread-local of keel's own did the same, 45 instructions per
 //! `GET /` cheaper: not worth the code.) Spans work as before for anything a handler wants to
 //! time or group; their lines carry the request context too.
 //!
