@@ -42,7 +42,7 @@ impl Stats {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct WaitInput {
     ms: u64,
 }

@@ -147,3 +147,127 @@ async fn the_docs_page_is_served_from_the_binary() {
         assert!(answer.body.len() > 1000, "{asset} is bundled, not fetched from a CDN");
     }
 }
+
+#[tokio::test]
+async fn the_submission_is_one_schema_per_registered_kind_with_its_input_and_result() {
+    let doc = document().await;
+    let schemas = &doc["components"]["schemas"];
+    let kinds = keel::operations::kinds::registry().names();
+    let variants = schemas["SubmitRequest"]["oneOf"].as_array().unwrap();
+    assert_eq!(variants.len(), kinds.len(), "{}", schemas["SubmitRequest"]);
+    assert_eq!(schemas["SubmitRequest"]["discriminator"]["propertyName"], "kind");
+    for kind in kinds {
+        let variant = &schemas[format!("Submit.{kind}").as_str()];
+        assert_eq!(variant["properties"]["kind"]["enum"], serde_json::json!([kind]), "{variant}");
+        assert_eq!(variant["additionalProperties"], false, "{variant}");
+        let input = variant["properties"]["input"]["$ref"].as_str().unwrap().rsplit('/').next().unwrap();
+        assert!(schemas[input].is_object(), "{kind}'s input schema {input} is in the document");
+    }
+    let sleep = &schemas["SleepInput"];
+    assert_eq!(sleep["required"], serde_json::json!(["ms"]));
+    assert_eq!(sleep["properties"]["ms"]["maximum"], 3_600_000, "the limit `validate` enforces");
+    assert_eq!(schemas["Submit.sleep"]["required"], serde_json::json!(["kind", "input"]));
+    assert_eq!(schemas["Submit.fail"]["required"], serde_json::json!(["kind"]), "`{{}}` is a valid `fail` input");
+    let results = schemas["Operation"]["properties"]["result"]["anyOf"].as_array().unwrap();
+    assert!(results.contains(&serde_json::json!({ "$ref": "#/components/schemas/SleepOutput" })), "{results:?}");
+}
+
+/// A kind a user adds, with nothing but `#[derive(ToSchema)]` on its types.
+struct Resize;
+
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ResizeInput {
+    #[schema(minimum = 1, maximum = 4096)]
+    width: u32,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct ResizeOutput {
+    bytes: u64,
+}
+
+impl keel::operations::OperationKind for Resize {
+    const NAME: &'static str = "resize";
+    const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+    type Input = ResizeInput;
+    type Output = ResizeOutput;
+
+    async fn run(
+        &self,
+        _ctx: keel::operations::OperationContext,
+        input: ResizeInput,
+    ) -> Result<ResizeOutput, keel::operations::OperationError> {
+        Ok(ResizeOutput { bytes: u64::from(input.width) })
+    }
+}
+
+#[tokio::test]
+async fn a_kind_a_user_registers_appears_in_the_document_with_no_other_step() {
+    let registry = keel::operations::Registry::new().register(Resize);
+    let (app, _) = common::router_with(settings(), registry, keel::http::routes());
+    let doc = get(&app, "/openapi.json").await.json();
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["SubmitRequest"]["oneOf"],
+        serde_json::json!([{ "$ref": "#/components/schemas/Submit.resize" }])
+    );
+    assert_eq!(schemas["ResizeInput"]["properties"]["width"]["maximum"], 4096);
+    assert!(schemas["ResizeOutput"]["properties"]["bytes"].is_object());
+}
+
+#[tokio::test]
+async fn headers_and_parameters_state_the_constraints_the_server_enforces() {
+    let doc = document().await;
+    let submit = &doc["paths"]["/v1/operations"]["post"];
+    let parameter = |operation: &Value, name: &str| {
+        operation["parameters"].as_array().unwrap().iter().find(|p| p["name"] == name).cloned().unwrap()
+    };
+    let key = parameter(submit, "Idempotency-Key");
+    assert_eq!(key["schema"]["pattern"], "^[!-~]{1,255}$");
+    assert_eq!(key["schema"]["maxLength"], 255);
+    let list = &doc["paths"]["/v1/operations"]["get"];
+    assert_eq!(parameter(list, "page_token")["schema"]["pattern"], r"^(v1\.[0-9a-fA-F]{1,16})?$");
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            assert_eq!(parameter(operation, "x-request-id")["required"], false, "{method} {path}");
+            for (status, response) in operation["responses"].as_object().unwrap() {
+                let header = &response["headers"]["x-request-id"];
+                assert_eq!(header["schema"]["pattern"], "^[A-Za-z0-9._:-]{1,64}$", "{method} {path} {status}");
+            }
+        }
+    }
+    // What the patterns say is what the server does.
+    let (app, _) = router(settings());
+    assert_eq!(get(&app, "/v1/operations?page_token=v1.FFfe").await.status, 200, "any token of the form");
+    assert_eq!(get(&app, "/v1/operations?page_token=").await.status, 200, "empty: the first page");
+    assert_eq!(get(&app, "/v1/operations?page_token=v2.1").await.status, 400);
+}
+
+#[tokio::test]
+async fn the_submission_links_to_what_a_client_does_next() {
+    let doc = document().await;
+    let links = &doc["paths"]["/v1/operations"]["post"]["responses"]["202"]["links"];
+    let ids: BTreeSet<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .unwrap()
+                .values()
+                .map(move |op| (op["operationId"].as_str().unwrap().to_owned(), path.clone()))
+        })
+        .collect();
+    for (link, target) in [
+        ("GetOperation", "/v1/operations/{id}"),
+        ("WaitForOperation", "/v1/operations/{id}/wait"),
+        ("StreamOperation", "/v1/operations/{id}/events"),
+        ("CancelOperation", "/v1/operations/{id}/cancel"),
+        ("DeleteOperation", "/v1/operations/{id}"),
+    ] {
+        let operation_id = links[link]["operationId"].as_str().unwrap_or_else(|| panic!("{link}: {links}"));
+        assert!(ids.contains(&(operation_id.to_owned(), target.to_owned())), "{link} -> {operation_id} at {target}");
+        assert_eq!(links[link]["parameters"]["id"], "$response.body#/id");
+    }
+}

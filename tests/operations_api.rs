@@ -460,7 +460,7 @@ async fn a_submission_may_be_scheduled_and_shows_its_attempts() {
 
     let far =
         submit(&app, json!({ "kind": "sleep", "input": { "ms": 1 }, "not_before": "2999-01-01T00:00:00Z" })).await;
-    far.problem(422, "validation-failed");
+    far.problem(422, "schedule-too-far");
 }
 
 #[tokio::test]
@@ -470,4 +470,25 @@ async fn a_retryable_failure_is_retried_and_its_attempts_are_visible() {
     let done = get(&app, &format!("/v1/operations/{id}/wait?timeout_ms=1400")).await.json();
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!((done["attempt"].as_u64(), done["result"]["attempt"].as_u64()), (Some(2), Some(2)));
+}
+
+#[tokio::test]
+async fn a_whole_number_sent_as_a_float_is_an_integer_as_json_schema_says() {
+    let (app, _) = router(settings());
+    let answer = submit(&app, json!({ "kind": "sleep", "input": { "ms": 5.0, "steps": 1.0 } })).await;
+    assert_eq!(answer.status, 202, "{}", answer.text());
+    assert_eq!(answer.json()["input"], json!({ "ms": 5.0, "steps": 1.0 }), "the input comes back as it was sent");
+    let fraction = submit(&app, json!({ "kind": "sleep", "input": { "ms": 5.5 } })).await;
+    assert_eq!(fraction.status, 422, "{}", fraction.text());
+}
+
+#[tokio::test]
+async fn a_timeout_sent_as_a_whole_float_is_taken_and_a_fraction_refused() {
+    let (app, _) = router(settings());
+    let answer = submit(&app, json!({ "kind": "sleep", "input": { "ms": 1 }, "timeout_ms": 476.0 })).await;
+    assert_eq!(answer.status, 202, "{}", answer.text());
+    for bad in [json!(476.5), json!(-1.0), json!("476"), json!(1e30)] {
+        let answer = submit(&app, json!({ "kind": "sleep", "input": { "ms": 1 }, "timeout_ms": bad })).await;
+        assert_eq!(answer.status, 422, "{bad}: {}", answer.text());
+    }
 }

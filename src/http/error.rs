@@ -37,6 +37,10 @@ pub enum ApiError {
     /// The request repeats an `Idempotency-Key` with another body (422, as the IETF draft asks).
     #[error("idempotency key reused with another request")]
     IdempotencyKeyReused,
+    /// `not_before` further ahead than keel schedules: a limit relative to now, which no schema
+    /// can state, so it has a problem type of its own for clients (and fuzzers) to tell apart.
+    #[error("scheduled too far ahead: {0}")]
+    ScheduledTooFar(String),
     #[error("gone: {1}")]
     Gone(&'static str, String),
     #[error("request timed out")]
@@ -78,6 +82,10 @@ impl ApiError {
                 "The Idempotency-Key was used with another request",
             )
             .detail("this Idempotency-Key was used with a different request body; use a new key for a new request"),
+            Self::ScheduledTooFar(detail) => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "schedule-too-far", "The start is too far ahead")
+                    .detail(detail)
+            }
             Self::Gone(kind, detail) => Problem::new(StatusCode::GONE, *kind, "Gone").detail(detail),
             Self::Timeout => {
                 Problem::new(StatusCode::SERVICE_UNAVAILABLE, "request-timeout", "The server did not answer in time")
@@ -192,9 +200,8 @@ impl From<OperationsError> for ApiError {
         let unavailable =
             |kind, detail: &str| Self::Unavailable { kind, detail: detail.to_owned(), retry_after_secs: 1 };
         match error {
-            E::UnknownKind(_) | E::InvalidInput(_) | E::TimeoutTooLong { .. } | E::ScheduledTooFar => {
-                Self::Unprocessable(error.to_string())
-            }
+            E::UnknownKind(_) | E::InvalidInput(_) | E::TimeoutTooLong { .. } => Self::Unprocessable(error.to_string()),
+            E::ScheduledTooFar => Self::ScheduledTooFar(error.to_string()),
             E::IdempotencyKeyMismatch => Self::IdempotencyKeyReused,
             E::IdempotencyKeySpent { operation_id, expires_at } => Self::Gone(
                 "operation-gone",

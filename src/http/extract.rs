@@ -25,6 +25,48 @@ pub struct Query<T>(pub T);
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct Path<T>(pub T);
 
+/// An optional whole number of a JSON body, sent as `476` or as `476.0`: JSON Schema's `integer`
+/// takes both, and so do generated clients; serde's `u64` takes only the first. Use with
+/// `#[serde(default, deserialize_with = "whole_number")]` on an `Option<u64>` field.
+pub fn whole_number<'de, D>(deserializer: D) -> Result<Option<u64>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::Deserialize;
+    use serde::de::Error;
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else { return Ok(None) };
+    if let Some(whole) = number.as_u64() {
+        return Ok(Some(whole));
+    }
+    match number.as_f64() {
+        Some(float) if float.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&float) => {
+            Ok(Some(float as u64))
+        }
+        _ => Err(D::Error::custom(format!("invalid value: {number}, expected a whole number of at least 0"))),
+    }
+}
+
+/// An optional count from a query string, of any size: digits (a `.0` fraction allowed), and a
+/// number past `usize` taken as `usize::MAX`, for a parameter whose large values are lowered to
+/// a maximum anyway (`page_size`, as AIP-158 asks). Anything else is refused.
+pub fn saturating_count<'de, D>(deserializer: D) -> Result<Option<usize>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::Deserialize;
+    use serde::de::Error;
+    let Some(text) = Option::<String>::deserialize(deserializer)? else { return Ok(None) };
+    let digits = match text.split_once('.') {
+        Some((whole, fraction)) if !fraction.is_empty() && fraction.bytes().all(|b| b == b'0') => whole,
+        Some(_) => "",
+        None => text.as_str(),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(D::Error::custom(format!("invalid value: {text:?}, expected a whole number")));
+    }
+    Ok(Some(digits.parse::<usize>().unwrap_or(usize::MAX)))
+}
+
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         match rejection {

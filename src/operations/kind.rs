@@ -15,6 +15,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use utoipa::openapi::{RefOr, schema::Schema};
+use utoipa::{PartialSchema, ToSchema};
 
 use super::model::{OperationError, Progress};
 use crate::blocking::BlockingPool;
@@ -29,9 +31,13 @@ pub trait OperationKind: Send + Sync + 'static {
     const RETRY: RetryPolicy = RetryPolicy::DEFAULT;
 
     /// Parsed from the submission's `input`; use `#[serde(deny_unknown_fields)]` so that typos
-    /// are rejected rather than ignored.
-    type Input: DeserializeOwned + Send + 'static;
-    type Output: Serialize + Send + 'static;
+    /// are rejected rather than ignored. Its `ToSchema` (`#[derive(ToSchema)]`) puts it in the
+    /// OpenAPI document, as the submission's `input` for this kind: state there every limit
+    /// `validate` enforces (`#[schema(maximum = …)]`), so that the document promises no more
+    /// than the server accepts.
+    type Input: DeserializeOwned + ToSchema + Send + 'static;
+    /// The operation's `result`; its `ToSchema` documents it.
+    type Output: Serialize + ToSchema + Send + 'static;
 
     /// Checks beyond what the types say (ranges, relations between fields). Runs at submission,
     /// so bad input is a 422 and nothing is created.
@@ -139,7 +145,20 @@ impl OperationContext {
 }
 
 /// A kind with its types erased behind JSON.
+/// A kind's part of the OpenAPI document: its input and result schemas, and the components they
+/// refer to.
+pub struct KindSchemas {
+    pub name: &'static str,
+    pub input: (String, RefOr<Schema>),
+    pub output: (String, RefOr<Schema>),
+    /// Schemas the input and output refer to, by name.
+    pub components: Vec<(String, RefOr<Schema>)>,
+    /// `{}` is a valid input, so a submission may leave `input` out.
+    pub input_optional: bool,
+}
+
 pub(crate) trait ErasedKind: Send + Sync {
+    fn schemas(&self) -> KindSchemas;
     fn default_timeout(&self) -> Duration;
     fn retry_policy(&self) -> RetryPolicy;
     fn check(&self, input: &Value) -> Result<(), String>;
@@ -149,6 +168,20 @@ pub(crate) trait ErasedKind: Send + Sync {
 struct Typed<K>(Arc<K>);
 
 impl<K: OperationKind> ErasedKind for Typed<K> {
+    fn schemas(&self) -> KindSchemas {
+        let mut components = Vec::new();
+        K::Input::schemas(&mut components);
+        K::Output::schemas(&mut components);
+        KindSchemas {
+            name: K::NAME,
+            input: (K::Input::name().into_owned(), K::Input::schema()),
+            output: (K::Output::name().into_owned(), K::Output::schema()),
+            components,
+            input_optional: <K::Input as serde::Deserialize>::deserialize(&Value::Object(serde_json::Map::new()))
+                .is_ok(),
+        }
+    }
+
     fn default_timeout(&self) -> Duration {
         K::DEFAULT_TIMEOUT
     }
@@ -158,7 +191,10 @@ impl<K: OperationKind> ErasedKind for Typed<K> {
     }
 
     fn check(&self, input: &Value) -> Result<(), String> {
-        // `&Value` is itself a deserializer, so checking needs no copy of the input.
+        // `&Value` is itself a deserializer, so checking needs no copy of the input, unless it
+        // holds an integral float.
+        let normalized = integral_floats_as_integers(input);
+        let input = normalized.as_ref().unwrap_or(input);
         let typed = <K::Input as serde::Deserialize>::deserialize(input).map_err(|e| e.to_string())?;
         self.0.validate(&typed)
     }
@@ -166,6 +202,7 @@ impl<K: OperationKind> ErasedKind for Typed<K> {
     fn run(&self, ctx: OperationContext, input: Value) -> BoxFuture<'static, Result<Value, OperationError>> {
         let kind = Arc::clone(&self.0);
         Box::pin(async move {
+            let input = integral_floats_as_integers(&input).unwrap_or(input);
             let input: K::Input = serde_json::from_value(input)
                 .map_err(|e| OperationError::failed(format!("input no longer parses: {e}")))?;
             let output = kind.run(ctx, input).await?;
@@ -175,6 +212,44 @@ impl<K: OperationKind> ErasedKind for Typed<K> {
             })
         })
     }
+}
+
+/// `value` with every float that holds a whole number (`4.0`) made an integer, or `None` when it
+/// has none. JSON Schema counts `4.0` as an `integer`, so a client, or one generated from the
+/// document, may send it for an integer field; serde's integer types refuse it. The input is read
+/// as the document promises; the stored input keeps what the client sent.
+fn integral_floats_as_integers(value: &Value) -> Option<Value> {
+    fn has_any(value: &Value) -> bool {
+        match value {
+            Value::Number(number) => as_integer(number).is_some(),
+            Value::Array(items) => items.iter().any(has_any),
+            Value::Object(fields) => fields.values().any(has_any),
+            _ => false,
+        }
+    }
+    fn as_integer(number: &serde_json::Number) -> Option<serde_json::Number> {
+        let float = number.as_f64().filter(|_| number.is_f64())?;
+        // Exact in an f64, and within the integer types' range: 2^63 and 2^64 themselves are not.
+        if float.fract() != 0.0 || !float.is_finite() {
+            return None;
+        }
+        if (0.0..18_446_744_073_709_551_616.0).contains(&float) {
+            Some(serde_json::Number::from(float as u64))
+        } else if (-9_223_372_036_854_775_808.0..0.0).contains(&float) {
+            Some(serde_json::Number::from(float as i64))
+        } else {
+            None
+        }
+    }
+    fn convert(value: &Value) -> Value {
+        match value {
+            Value::Number(number) => as_integer(number).map_or_else(|| value.clone(), Value::Number),
+            Value::Array(items) => Value::Array(items.iter().map(convert).collect()),
+            Value::Object(fields) => Value::Object(fields.iter().map(|(k, v)| (k.clone(), convert(v))).collect()),
+            _ => value.clone(),
+        }
+    }
+    has_any(value).then(|| convert(value))
 }
 
 /// The kinds this service runs, by name.
@@ -197,6 +272,14 @@ impl Registry {
 
     pub(crate) fn get(&self, name: &str) -> Option<&Arc<dyn ErasedKind>> {
         self.kinds.get(name)
+    }
+
+    /// Each registered kind's schemas, sorted by name: the OpenAPI document's submission is one
+    /// of them.
+    pub fn schemas(&self) -> Vec<KindSchemas> {
+        let mut schemas: Vec<_> = self.kinds.values().map(|kind| kind.schemas()).collect();
+        schemas.sort_unstable_by_key(|kind| kind.name);
+        schemas
     }
 
     /// Registered kind names, sorted.

@@ -17,6 +17,6 @@ pub mod model;
 pub mod store;
 
 pub use executor::{Executor, ExecutorSettings, OperationsError, Submission};
-pub use kind::{OperationContext, OperationKind, Registry, RetryPolicy};
+pub use kind::{KindSchemas, OperationContext, OperationKind, Registry, RetryPolicy};
 pub use model::{Operation, OperationError, Outcome, Progress, Status};
 pub use store::{MemoryStore, OperationStore};

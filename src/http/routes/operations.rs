@@ -15,7 +15,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::http::error::{ApiError, Problem};
-use crate::http::extract::{Json, Path, Query};
+use crate::http::extract::{Json, Path, Query, saturating_count, whole_number};
 use crate::http::location;
 use crate::http::state::AppState;
 use crate::operations::store::{ListQuery, PageToken};
@@ -44,6 +44,7 @@ pub struct SubmitRequest {
     /// Deadline in milliseconds, counted from the start asked by `not_before` (or from
     /// submission); the kind's default when absent.
     #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "whole_number")]
     timeout_ms: Option<u64>,
     /// RFC 3339: start no earlier than this (at most a year ahead). A time already past means now.
     #[serde(default, with = "time::serde::rfc3339::option")]
@@ -60,8 +61,8 @@ fn empty_object() -> Value {
 #[utoipa::path(post, path = "/v1/operations", tag = "operations",
     request_body = SubmitRequest,
     params(
-        ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key and body return the same operation (1 to 255 visible ASCII characters). A key is kept for `operations.idempotency_key_ttl_ms` (24 hours by default) from its first use, even if its operation is deleted sooner; the same key with another body is a 422."),
-        ("Prefer" = Option<String>, Header, description = "`wait=N` (RFC 7240): wait up to N seconds for the operation to finish"),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]{1,255}$", description = "Retries with the same key and body return the same operation (1 to 255 visible ASCII characters; anything else is a 400). A key is kept for `operations.idempotency_key_ttl_ms` (24 hours by default) from its first use, even if its operation is deleted sooner; the same key with another body is a 422."),
+        ("Prefer" = Option<String>, Header, description = "`wait=N` (RFC 7240): wait up to N seconds (at most `operations.max_wait_ms`) for the operation to finish. Other preferences, and a `wait` that is not a whole number, are ignored, as the RFC asks."),
     ),
     responses(
         (status = 202, description = "Accepted; poll `Operation-Location`", body = Operation, headers(
@@ -196,8 +197,12 @@ pub struct ListParams {
     kind: Option<String>,
     /// Operations per page: 50 by default; above 1000 is lowered to 1000.
     #[param(minimum = 1)]
+    #[serde(default, deserialize_with = "saturating_count")]
     page_size: Option<usize>,
-    /// `next_page_token` from the previous page.
+    /// `next_page_token` from the previous page; empty or absent for the first page. Any token
+    /// of this form is accepted: it names a position in creation order, and the page starts
+    /// after it.
+    #[param(pattern = r"^(v1\.[0-9a-fA-F]{1,16})?$")]
     page_token: Option<String>,
 }
 
@@ -231,10 +236,11 @@ pub async fn list(
     };
     let page_token = match params.page_token.as_deref() {
         None | Some("") => None,
-        Some(raw) => Some(
-            PageToken::decode(raw)
-                .ok_or_else(|| ApiError::InvalidRequest("`page_token` is not one this server issued".to_owned()))?,
-        ),
+        Some(raw) => Some(PageToken::decode(raw).ok_or_else(|| {
+            ApiError::InvalidRequest(
+                "`page_token` must be `v1.` and 1 to 16 hex digits, as `next_page_token` gives it".to_owned(),
+            )
+        })?),
     };
     let query = ListQuery { status, kind: params.kind, page_size, page_token };
     let page = state.executor.list(&query).await?;

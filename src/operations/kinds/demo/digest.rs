@@ -7,6 +7,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::operations::{OperationContext, OperationError, OperationKind};
 
@@ -15,14 +16,15 @@ pub struct Digest;
 /// Rounds between two looks at the cancellation token: well under a millisecond of work.
 const CHUNK: u64 = 65_536;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DigestInput {
     /// Rounds of hashing; a million takes a few tens of milliseconds.
+    #[schema(minimum = 1, maximum = 10_000_000_000_u64)]
     pub rounds: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct DigestOutput {
     pub rounds: u64,
     /// The final hash, in hex.

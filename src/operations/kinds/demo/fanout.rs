@@ -7,6 +7,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::operations::{OperationContext, OperationError, OperationKind};
 
@@ -14,14 +15,18 @@ pub struct Fanout;
 
 pub const MAX_SUBTASKS: u32 = 1000;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FanoutInput {
+    /// Sub-tasks to run concurrently.
+    #[schema(minimum = 1, maximum = 1000)]
     pub n: u32,
+    /// The longest a sub-task sleeps, in milliseconds.
+    #[schema(maximum = 600_000)]
     pub ms: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct FanoutOutput {
     /// Sub-task indexes in the order they completed.
     pub completion_order: Vec<u32>,

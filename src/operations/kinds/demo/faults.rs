@@ -5,17 +5,20 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::operations::{OperationContext, OperationError, OperationKind, RetryPolicy};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FaultInput {
     /// Shown in the operation's error (for `fail`) or the server log (for `panic`).
     #[serde(default = "default_message")]
+    #[schema(max_length = 1000, default = "failed on purpose")]
     pub message: String,
     /// Wait this long first, so the operation is seen `running`.
     #[serde(default)]
+    #[schema(maximum = 600_000, default = 0)]
     pub after_ms: u64,
 }
 
@@ -27,8 +30,9 @@ fn check(input: &FaultInput) -> Result<(), String> {
     if input.after_ms > 600_000 {
         return Err("`after_ms` must be at most 600000".to_owned());
     }
-    if input.message.len() > 1000 {
-        return Err("`message` must be at most 1000 bytes".to_owned());
+    // Characters, as JSON Schema's `maxLength` counts them.
+    if input.message.chars().count() > 1000 {
+        return Err("`message` must be at most 1000 characters".to_owned());
     }
     Ok(())
 }
@@ -55,7 +59,8 @@ impl OperationKind for Fail {
 /// Panics; the executor reports it `failed` with an internal error.
 pub struct Panic;
 
-#[derive(Debug, Serialize)]
+/// What `panic` would return: it never does.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Never;
 
 impl OperationKind for Panic {
@@ -78,17 +83,19 @@ impl OperationKind for Panic {
 /// from outside. Its own retry policy (five attempts, quick backoff) shows how a kind sets one.
 pub struct Flaky;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FlakyInput {
     /// Attempts that fail before one succeeds; 4 or fewer succeed within the policy.
+    #[schema(maximum = 10)]
     pub failures: u32,
     /// Each attempt takes this long.
     #[serde(default)]
+    #[schema(maximum = 60_000, default = 0)]
     pub ms: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct FlakyOutput {
     /// The attempt that succeeded.
     pub attempt: u32,

@@ -4,18 +4,21 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::operations::{OperationContext, OperationError, OperationKind};
 
 pub struct Sleep;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SleepInput {
     /// Total time to sleep, in milliseconds.
+    #[schema(maximum = 3_600_000)]
     pub ms: u64,
     /// How many progress reports to make along the way.
     #[serde(default = "one_step")]
+    #[schema(minimum = 1, maximum = 1000, default = 1)]
     pub steps: u32,
 }
 
@@ -23,7 +26,7 @@ fn one_step() -> u32 {
     1
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SleepOutput {
     pub slept_ms: u64,
     pub steps: u32,
