@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# make clients: real, generic clients against a live keel, installed as their users install
-# them. Today azure-core's long-running-operation poller (PyPI), which any service answering
-# 202 with Operation-Location should satisfy (tests/clients/azure_lro.py).
+# make clients: real clients against a live keel, installed as their users install them:
+# - azure-core's generic long-running-operation poller (PyPI), which any service answering 202
+#   with Operation-Location should satisfy (tests/clients/azure_lro.py);
+# - a TypeScript client generated from /openapi.json with openapi-typescript and openapi-fetch
+#   (npm, versions pinned in tests/clients/typescript/package-lock.json), type-checked by tsc,
+#   then run: submit, wait, stream, cancel, delete (tests/clients/typescript/client.ts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,3 +22,15 @@ trap 'kill $keel 2>/dev/null; wait $keel 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
 
 "$venv/bin/python" tests/clients/azure_lro.py "http://127.0.0.1:$port"
+
+ts=tests/clients/typescript
+command -v npm >/dev/null || { apt-get update -q && apt-get install -y -q nodejs npm; }
+[ -x "$ts/node_modules/.bin/tsc" ] || npm ci --prefix "$ts" --no-audit --no-fund --silent
+mkdir -p "$ts/generated"
+# As a user generates their client: from the served document. Fields with a default may be
+# left out of a request, so they are not made required.
+"$ts/node_modules/.bin/openapi-typescript" "http://127.0.0.1:$port/openapi.json" \
+    --output "$ts/generated/keel.d.ts" --default-non-nullable false
+"$ts/node_modules/.bin/tsc" -p "$ts" --noEmit
+"$ts/node_modules/.bin/tsc" -p "$ts"
+node "$ts/dist/client.js" "http://127.0.0.1:$port"
