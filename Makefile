@@ -1,6 +1,6 @@
 # keel's everyday commands. `make` alone lists them.
 .DEFAULT_GOAL := help
-.PHONY: help run test lint fmt fuzz clients bench docker-test clean
+.PHONY: help run rename test lint fmt fuzz clients test-rename bench docker-test clean
 
 CARGO ?= cargo
 
@@ -9,6 +9,10 @@ help: ## List the targets
 
 run: ## Build and serve on 127.0.0.1:8080 with the embedded defaults
 	$(CARGO) run --bin keel -- serve
+
+rename: ## Make this clone your own service: make rename NAME=billing-service
+	@test -n "$(NAME)" || { echo "usage: make rename NAME=your-service-name" >&2; exit 2; }
+	python3 scripts/rename.py "$(NAME)"
 
 test: ## Run every test: unit, HTTP, shutdown, operations, store conformance
 	$(CARGO) test --all-targets --locked
@@ -26,6 +30,9 @@ fuzz: ## Fuzz a running keel against its OpenAPI document (schemathesis, install
 
 clients: ## Drive a live keel with real generic clients (azure-core's long-running-operation poller)
 	scripts/clients.sh
+
+test-rename: ## Rename a copy of this tree, then build it and run its tests
+	scripts/test-rename.sh
 
 docker-test: ## Build the Dockerfile and check the image: health, non-root, read-only, SIGTERM, size, lint, compose, manifests
 	scripts/docker-test.sh

@@ -56,10 +56,10 @@ def instructions(path):
     """Instructions per GET / from bench/instructions.py, and the binary it measured, kept aside."""
     output = subprocess.run([sys.executable, "bench/instructions.py"], cwd=path, check=True, capture_output=True,
                             text=True).stdout
-    keel = int(re.search(r"keel \([^)]*\) ([\d,]+)", output).group(1).replace(",", ""))
+    count = int(re.search(r"keel \([^)]*\) ([\d,]+)", output).group(1).replace(",", ""))
     binary = WORK / f"{path.name}.bin"
     shutil.copy(SHARED_TARGET / "profiling" / "keel", binary)
-    return keel, binary
+    return count, binary
 
 
 def free_port():

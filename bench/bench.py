@@ -91,7 +91,7 @@ class Server:
             self.process.kill()
 
 
-def keel(port, extra_env=None, **settings):
+def serve(port, extra_env=None, **settings):
     env = {"APP_ENV": "production", "APP_SERVER__HOST": "127.0.0.1", "APP_SERVER__PORT": str(port)}
     env.update({f"APP_{key.upper()}": str(value) for key, value in settings.items()})
     env.update(extra_env or {})
@@ -139,9 +139,9 @@ def bench_http():
     python = str(ROOT / ".venv-bench" / "bin" / "python")
     keel_port, quiet_port, bare_port = free_port(), free_port(), free_port()
     with (
-        keel(keel_port),
+        serve(keel_port),
         # The same, without its own access log (for deployments whose proxy or mesh keeps one).
-        keel(quiet_port, {"RUST_LOG": ACCESS_LOG_OFF}),
+        serve(quiet_port, {"RUST_LOG": ACCESS_LOG_OFF}),
         Server([str(RELEASE / "bare-axum"), f"127.0.0.1:{bare_port}"], ready_url=f"http://127.0.0.1:{bare_port}/"),
         Server([python, str(ROOT / "bench" / "tornado_seed.py")], ready_url="http://127.0.0.1:8888/"),
     ):
@@ -164,7 +164,7 @@ def bench_http():
 
 def operation_throughput():
     port = free_port()
-    with keel(port, operations__max_running=4096, operations__queue_capacity=100000, operations__retention_ms=5000):
+    with serve(port, operations__max_running=4096, operations__queue_capacity=100000, operations__retention_ms=5000):
         return measure(f"http://127.0.0.1:{port}/v1/operations", ROOT / "bench" / "submit.lua")
 
 
@@ -187,13 +187,13 @@ def memory_per_operation():
     """RSS before and after OPERATIONS operations, queued (behind one that holds the only slot)
     and finished (kept for retention)."""
     port = free_port()
-    with keel(port, operations__max_running=1, operations__queue_capacity=OPERATIONS + 10) as server:
+    with serve(port, operations__max_running=1, operations__queue_capacity=OPERATIONS + 10) as server:
         submit(port, 1, '{"kind":"sleep","input":{"ms":3600000}}')
         before = server.rss_kib()
         submit(port, OPERATIONS, '{"kind":"sleep","input":{"ms":1}}')
         queued = (server.rss_kib() - before) * 1024 / OPERATIONS
     port = free_port()
-    with keel(port, operations__max_running=256, operations__queue_capacity=OPERATIONS + 10) as server:
+    with serve(port, operations__max_running=256, operations__queue_capacity=OPERATIONS + 10) as server:
         before = server.rss_kib()
         submit(port, OPERATIONS, '{"kind":"sleep","input":{"ms":0}}')
         while scrape(port, "operations_queued") + scrape(port, "operations_running") > 0:
@@ -226,7 +226,7 @@ def postgres_replicas(url, count):
     servers = []
     for _ in range(count):
         port = free_port()
-        servers.append((port, keel(
+        servers.append((port, serve(
             port, {"DATABASE_URL": url}, operations__store="postgres", operations__max_running=256,
             operations__queue_capacity=100000, operations__retention_ms=5000,
             database__max_connections=32 // count,
@@ -301,7 +301,7 @@ def startup():
     for _ in range(5):
         port = free_port()
         started = time.monotonic()
-        with keel(port) as server:
+        with serve(port) as server:
             times.append((time.monotonic() - started) * 1000)
             idle.append(server.rss_kib() / 1024)
     return {"ready_ms": statistics.median(times), "idle_rss_mib": statistics.median(idle)}

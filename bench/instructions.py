@@ -97,11 +97,11 @@ def main():
         "APP_ENV": "production", "APP_SERVER__HOST": "127.0.0.1", "APP_SERVER__PORT": str(keel_port),
         "PORT_FOR_BENCH": str(keel_port), **extra,
     }
-    keel = count("keel", [str(ROOT / "target" / "profiling" / "keel")], keel_env)
+    service = count("keel", [str(ROOT / "target" / "profiling" / "keel")], keel_env)
     bare = count("bare-axum", [str(ROOT / "target" / "release" / "bare-axum"), f"127.0.0.1:{bare_port}"],
                  {"PORT_FOR_BENCH": str(bare_port)})
     label = " ".join(sys.argv[1:]) or "production configuration"
-    print(f"instructions per GET /: keel ({label}) {keel:,.0f}; bare axum {bare:,.0f}; keel / bare {keel / bare:.2f}")
+    print(f"instructions per GET /: keel ({label}) {service:,.0f}; bare axum {bare:,.0f}; keel / bare {service / bare:.2f}")
 
 
 if __name__ == "__main__":

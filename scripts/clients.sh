@@ -17,8 +17,8 @@ fi
 cargo build --locked --quiet --bin keel
 port=$(scripts/free-port)
 APP_SERVER__PORT=$port APP_LOG__FILTER=warn target/debug/keel &
-keel=$!
-trap 'kill $keel 2>/dev/null; wait $keel 2>/dev/null || true' EXIT
+server=$!
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
 
 "$venv/bin/python" tests/clients/azure_lro.py "http://127.0.0.1:$port"

@@ -24,8 +24,8 @@ port=$(scripts/free-port)
 # Long polls end within 3 s, well inside schemathesis's 10 s request timeout: the stateful phase
 # waits on real, long operations.
 APP_SERVER__PORT=$port APP_LOG__FILTER=warn APP_OPERATIONS__MAX_WAIT_MS=3000 target/debug/keel &
-keel=$!
-trap 'kill $keel 2>/dev/null; wait $keel 2>/dev/null || true' EXIT
+server=$!
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
 
 # Every check schemathesis has (`--checks all`), in every phase, the stateful one included,
 # which follows the OpenAPI links from a submission to its operation's routes. The one change:

@@ -89,9 +89,8 @@ impl PostgresStore {
             .fetch_one(&pool)
             .await
             .map_err(classify)?;
-        let (fanout, tasks) = Fanout::start(pool.clone(), relaxed.clone(), format!("keel_operations_{schema}"))
-            .await
-            .map_err(classify)?;
+        let (fanout, tasks) =
+            Fanout::start(pool.clone(), relaxed.clone(), channel_for(&schema)).await.map_err(classify)?;
         // The writer stops by itself once the store, and with it the sender, is gone.
         let endings = endings::start(pool.clone(), Arc::clone(&fanout));
         Ok(Self { pool, relaxed, fanout, endings, sweeper_lock, tasks })
@@ -514,5 +513,38 @@ impl OperationStore for PostgresStore {
 
     async fn work_queued(&self) {
         self.fanout.work.notified().await;
+    }
+}
+
+/// The notification channel of the operations in `schema`: `keel_operations_<schema>` when that
+/// fits the 63 bytes of a Postgres identifier (`pg_notify` refuses a longer channel, and `LISTEN`
+/// cuts it short), otherwise the start of that name and a hash of all of it, the same in every
+/// replica and different for every schema.
+fn channel_for(schema: &str) -> String {
+    const MAX_IDENTIFIER_BYTES: usize = 63;
+    let name = format!("keel_operations_{schema}");
+    if name.len() <= MAX_IDENTIFIER_BYTES {
+        return name;
+    }
+    use sha2::Digest;
+    let hash: String = sha2::Sha256::digest(name.as_bytes())[..8].iter().map(|byte| format!("{byte:02x}")).collect();
+    let mut cut = MAX_IDENTIFIER_BYTES - hash.len() - 1;
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}_{hash}", &name[..cut])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_channel_name_always_fits_a_postgres_identifier() {
+        assert_eq!(super::channel_for("public"), "keel_operations_public", "readable when it fits");
+        let long = "billing_service_test_0123456789abcdef0123456789abcdef";
+        let channel = super::channel_for(long);
+        assert!(channel.len() <= 63, "{channel}");
+        assert_eq!(channel, super::channel_for(long), "the same in every replica");
+        assert_ne!(channel, super::channel_for(&format!("{long}x")), "and another for another schema");
+        assert!(super::channel_for(&"é".repeat(40)).len() <= 63);
     }
 }
