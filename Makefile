@@ -1,6 +1,6 @@
 # keel's everyday commands. `make` alone lists them.
 .DEFAULT_GOAL := help
-.PHONY: help run rename test lint fmt fuzz clients test-rename bench docker-test clean
+.PHONY: help run rename test lint fmt fuzz clients test-rename test-guides bench docker-test clean
 
 CARGO ?= cargo
 
@@ -33,6 +33,9 @@ clients: ## Drive a live keel with real generic clients (azure-core's long-runni
 
 test-rename: ## Rename a copy of this tree, then build it and run its tests
 	scripts/test-rename.sh
+
+test-guides: ## Follow the README's endpoint and kind guides on a copy, which must pass clippy and its tests
+	scripts/test-guides.sh
 
 docker-test: ## Build the Dockerfile and check the image: health, non-root, read-only, SIGTERM, size, lint, compose, manifests
 	scripts/docker-test.sh

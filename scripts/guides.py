@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""Applies the README's guides to a copy of the tree, as a reader would follow them.
+
+Each guide's code is taken from the README itself: a fenced block whose first line names its
+file (`// src/http/routes/greet.rs`) is written to that file, and the one-line edits the guide
+asks for are the lines it quotes in backticks. If the README changes, this follows it; if a
+guide stops being followable as written, this fails and says where.
+
+Usage: guides.py README COPY      (applies "Adding an endpoint" and "Adding an operation kind")
+"""
+
+import re
+import sys
+from pathlib import Path
+
+
+def section(readme, title):
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## )", readme, re.S | re.M)
+    if not match:
+        sys.exit(f"guides: the README has no section {title!r}")
+    return match.group(1)
+
+
+def code_files(text):
+    """The fenced Rust blocks of `text` whose first line names a file: {path: code}."""
+    files = {}
+    for block in re.finditer(r"^( *)```rust\n(.*?)^\1```", text, re.S | re.M):
+        indent, code = block.group(1), block.group(2)
+        lines = [line[len(indent):] if line.startswith(indent) else line for line in code.splitlines()]
+        first = lines[0].strip() if lines else ""
+        if first.startswith("// src/"):
+            files[first[3:].strip()] = "\n".join(lines) + "\n"
+    return files
+
+
+def quoted(text, pattern, what):
+    """The one backticked snippet of `text` that matches `pattern`."""
+    prose = re.sub(r"^( *)```.*?^\1```", "", text, flags=re.S | re.M)
+    found = [snippet for snippet in re.findall(r"`([^`\n]+)`", prose) if re.fullmatch(pattern, snippet)]
+    if not found:
+        sys.exit(f"guides: the guide no longer quotes {what} (looked for {pattern})")
+    return found[0]
+
+
+def edit(path, old, new):
+    text = path.read_text()
+    if old not in text:
+        sys.exit(f"guides: {path} has no {old!r} to follow the guide with")
+    path.write_text(text.replace(old, new, 1))
+
+
+def add_endpoint(readme, copy):
+    guide = section(readme, "Adding an endpoint")
+    for path, code in code_files(guide).items():
+        (copy / path).write_text(code)
+        print(f"  wrote {path}")
+    module = quoted(guide, r"pub mod \w+;", "the module line")
+    route = quoted(guide, r"\.routes\(routes!\(routes::\w+::\w+\)\)", "the route line")
+    routes_mod = copy / "src/http/routes/mod.rs"
+    routes_mod.write_text(routes_mod.read_text() + module + "\n")
+    # "one line to `routes()` in src/http/mod.rs": after the first route it registers.
+    edit(copy / "src/http/mod.rs", ".routes(routes!(root::root))", f".routes(routes!(root::root))\n        {route}")
+    print(f"  added {module!r} and {route!r}")
+
+
+def add_kind(readme, copy):
+    guide = section(readme, "Adding an operation kind")
+    for path, code in code_files(guide).items():
+        (copy / path).write_text(code)
+        print(f"  wrote {path}")
+    module = quoted(guide, r"pub mod \w+;", "the module line")
+    registered = quoted(guide, r"Registry::new\(\)\.register\(\w+::\w+\)", "the registration")
+    kinds = copy / "src/operations/kinds/mod.rs"
+    kinds.write_text(kinds.read_text().replace("pub mod demo;", f"pub mod demo;\n{module}", 1))
+    edit(kinds, "Registry::new()", registered)
+    print(f"  added {module!r} and {registered!r}")
+
+
+def main():
+    readme, copy = Path(sys.argv[1]).read_text(), Path(sys.argv[2])
+    print("guide: adding an endpoint")
+    add_endpoint(readme, copy)
+    print("guide: adding an operation kind")
+    add_kind(readme, copy)
+
+
+if __name__ == "__main__":
+    main()
