@@ -6,7 +6,8 @@ file (`// src/http/routes/greet.rs`) is written to that file, and the one-line e
 asks for are the lines it quotes in backticks. If the README changes, this follows it; if a
 guide stops being followable as written, this fails and says where.
 
-Usage: guides.py README COPY      (applies "Adding an endpoint" and "Adding an operation kind")
+Usage: guides.py README COPY
+(applies "Adding an endpoint", "Adding an operation kind" and "Adding a configuration key")
 """
 
 import re
@@ -21,16 +22,19 @@ def section(readme, title):
     return match.group(1)
 
 
-def code_files(text):
-    """The fenced Rust blocks of `text` whose first line names a file: {path: code}."""
-    files = {}
-    for block in re.finditer(r"^( *)```rust\n(.*?)^\1```", text, re.S | re.M):
+def blocks(text, language):
+    """The fenced blocks of `text` in `language`, unindented: [(first line, code)]."""
+    found = []
+    for block in re.finditer(rf"^( *)```{language}\n(.*?)^\1```", text, re.S | re.M):
         indent, code = block.group(1), block.group(2)
         lines = [line[len(indent):] if line.startswith(indent) else line for line in code.splitlines()]
-        first = lines[0].strip() if lines else ""
-        if first.startswith("// src/"):
-            files[first[3:].strip()] = "\n".join(lines) + "\n"
-    return files
+        found.append((lines[0].strip() if lines else "", "\n".join(lines) + "\n"))
+    return found
+
+
+def code_files(text):
+    """The fenced Rust blocks of `text` whose first line names a file: {path: code}."""
+    return {first[3:].strip(): code for first, code in blocks(text, "rust") if first.startswith("// src/")}
 
 
 def quoted(text, pattern, what):
@@ -76,12 +80,38 @@ def add_kind(readme, copy):
     print(f"  added {module!r} and {registered!r}")
 
 
+def add_configuration_key(readme, copy):
+    guide = section(readme, "Adding a configuration key")
+    for path, code in code_files(guide).items():
+        (copy / path).write_text(code)
+        print(f"  wrote {path}")
+    config = copy / "src/config/mod.rs"
+    module = quoted(guide, r"mod \w+;", "the module line")
+    reexport = quoted(guide, r"pub use \w+::\w+;", "the re-export")
+    field = quoted(guide, r"pub \w+: \w+Settings,", "the field")
+    edit(config, "mod secret;", f"mod secret;\n{module}")
+    edit(config, "pub use secret::Secret;", f"pub use secret::Secret;\n{reexport}")
+    edit(config, "pub struct Settings {", f"pub struct Settings {{\n    {field}")
+    for first, code in blocks(guide, "toml"):
+        path = copy / first.lstrip("#").strip()
+        path.write_text(path.read_text() + "\n" + code.split("\n", 1)[1])
+        print(f"  appended to {first.lstrip('#').strip()}")
+    checks = [code for first, code in blocks(guide, "rust") if first == "// Settings::validate"]
+    if len(checks) != 1:
+        sys.exit("guides: the configuration guide no longer shows its check")
+    check = "".join(f"        {line}\n" for line in checks[0].splitlines()[1:])
+    edit(config, "fn validate(&self) -> Result<(), ConfigError> {\n", "fn validate(&self) -> Result<(), ConfigError> {\n" + check)
+    print(f"  added {module!r}, {reexport!r}, {field!r} and the check")
+
+
 def main():
     readme, copy = Path(sys.argv[1]).read_text(), Path(sys.argv[2])
     print("guide: adding an endpoint")
     add_endpoint(readme, copy)
     print("guide: adding an operation kind")
     add_kind(readme, copy)
+    print("guide: adding a configuration key")
+    add_configuration_key(readme, copy)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 //! What the README's guides build, checked once scripts/guides.py has followed them on a copy
 //! of the tree (scripts/test-guides.sh copies this file into that copy's tests/). Not part of
-//! this tree's own tests: here neither `/greet` nor `wordcount` exists.
+//! this tree's own tests: here neither `/greet`, `wordcount` nor `[greet]` exists.
 
 mod common;
 
@@ -42,4 +42,13 @@ async fn the_kind_guide_gives_a_kind_that_runs_and_is_documented() {
         .problem(422, "validation-failed");
     let doc = get(&app, "/openapi.json").await.json();
     assert_eq!(doc["components"]["schemas"]["WordCountInput"]["properties"]["top"]["maximum"], 100);
+}
+
+#[test]
+fn the_configuration_guide_gives_a_key_with_a_default_an_override_and_a_check() {
+    assert_eq!(settings().greet.greeting, "Hello", "the default from config/default.toml");
+    assert_eq!(common::settings_with(&[("APP_GREET__GREETING", "Hi")]).greet.greeting, "Hi");
+    let refused = keel::config::Settings::load_from([("APP_GREET__GREETING".to_owned(), " ".to_owned())]);
+    let error = refused.unwrap_err().to_string();
+    assert!(error.contains("greet.greeting"), "{error}");
 }
