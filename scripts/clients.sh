@@ -19,6 +19,7 @@ port=$(scripts/free-port)
 APP_SERVER__PORT=$port APP_LOG__FILTER=warn target/debug/keel &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
+command -v curl >/dev/null || { apt-get update -q && apt-get install -y -q curl; }
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
 
 "$venv/bin/python" tests/clients/azure_lro.py "http://127.0.0.1:$port"

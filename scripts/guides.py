@@ -53,11 +53,16 @@ def edit(path, old, new):
     path.write_text(text.replace(old, new, 1))
 
 
-def add_endpoint(readme, copy):
-    guide = section(readme, "Adding an endpoint")
+def write_code_files(guide, copy):
+    """Writes each of the guide's code blocks that names its file to that file of the copy."""
     for path, code in code_files(guide).items():
         (copy / path).write_text(code)
         print(f"  wrote {path}")
+
+
+def add_endpoint(readme, copy):
+    guide = section(readme, "Adding an endpoint")
+    write_code_files(guide, copy)
     module = quoted(guide, r"pub mod \w+;", "the module line")
     route = quoted(guide, r"\.routes\(routes!\(routes::\w+::\w+\)\)", "the route line")
     routes_mod = copy / "src/http/routes/mod.rs"
@@ -69,22 +74,18 @@ def add_endpoint(readme, copy):
 
 def add_kind(readme, copy):
     guide = section(readme, "Adding an operation kind")
-    for path, code in code_files(guide).items():
-        (copy / path).write_text(code)
-        print(f"  wrote {path}")
+    write_code_files(guide, copy)
     module = quoted(guide, r"pub mod \w+;", "the module line")
     registered = quoted(guide, r"Registry::new\(\)\.register\(\w+::\w+\)", "the registration")
     kinds = copy / "src/operations/kinds/mod.rs"
-    kinds.write_text(kinds.read_text().replace("pub mod demo;", f"pub mod demo;\n{module}", 1))
+    edit(kinds, "pub mod demo;", f"pub mod demo;\n{module}")
     edit(kinds, "Registry::new()", registered)
     print(f"  added {module!r} and {registered!r}")
 
 
 def add_configuration_key(readme, copy):
     guide = section(readme, "Adding a configuration key")
-    for path, code in code_files(guide).items():
-        (copy / path).write_text(code)
-        print(f"  wrote {path}")
+    write_code_files(guide, copy)
     config = copy / "src/config/mod.rs"
     module = quoted(guide, r"mod \w+;", "the module line")
     reexport = quoted(guide, r"pub use \w+::\w+;", "the re-export")

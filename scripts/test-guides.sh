@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make test-guides: the README's guides followed as written, on a copy of this tree in a
-# temporary folder: "Adding an endpoint" and "Adding an operation kind" (scripts/guides.py takes
-# their code and the lines they quote from the README). The copy must then pass clippy, its
+# temporary folder: "Adding an endpoint", "Adding an operation kind" and "Adding a configuration
+# key" (scripts/guides.py takes their code and the lines they quote from the README). The copy must then pass clippy, its
 # own whole test suite, and tests/guides/guides.rs, which checks what the guides built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
