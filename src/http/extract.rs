@@ -8,6 +8,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 
 use crate::http::error::ApiError;
+use crate::operations::kind::whole_float_as_integer;
 
 /// A JSON body. Malformed JSON is 400, JSON of the wrong shape 422, a missing
 /// `Content-Type: application/json` 415, a body over the limit 413.
@@ -35,15 +36,11 @@ where
     use serde::Deserialize;
     use serde::de::Error;
     let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else { return Ok(None) };
-    if let Some(whole) = number.as_u64() {
-        return Ok(Some(whole));
-    }
-    match number.as_f64() {
-        Some(float) if float.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&float) => {
-            Ok(Some(float as u64))
-        }
-        _ => Err(D::Error::custom(format!("invalid value: {number}, expected a whole number of at least 0"))),
-    }
+    number
+        .as_u64()
+        .or_else(|| whole_float_as_integer(&number).and_then(|whole| whole.as_u64()))
+        .map(Some)
+        .ok_or_else(|| D::Error::custom(format!("invalid value: {number}, expected a whole number of at least 0")))
 }
 
 /// An optional count from a query string, of any size: digits (a `.0` fraction allowed), and a

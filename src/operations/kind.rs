@@ -221,35 +221,38 @@ impl<K: OperationKind> ErasedKind for Typed<K> {
 fn integral_floats_as_integers(value: &Value) -> Option<Value> {
     fn has_any(value: &Value) -> bool {
         match value {
-            Value::Number(number) => as_integer(number).is_some(),
+            Value::Number(number) => whole_float_as_integer(number).is_some(),
             Value::Array(items) => items.iter().any(has_any),
             Value::Object(fields) => fields.values().any(has_any),
             _ => false,
         }
     }
-    fn as_integer(number: &serde_json::Number) -> Option<serde_json::Number> {
-        let float = number.as_f64().filter(|_| number.is_f64())?;
-        // Exact in an f64, and within the integer types' range: 2^63 and 2^64 themselves are not.
-        if float.fract() != 0.0 || !float.is_finite() {
-            return None;
-        }
-        if (0.0..18_446_744_073_709_551_616.0).contains(&float) {
-            Some(serde_json::Number::from(float as u64))
-        } else if (-9_223_372_036_854_775_808.0..0.0).contains(&float) {
-            Some(serde_json::Number::from(float as i64))
-        } else {
-            None
-        }
-    }
     fn convert(value: &Value) -> Value {
         match value {
-            Value::Number(number) => as_integer(number).map_or_else(|| value.clone(), Value::Number),
+            Value::Number(number) => whole_float_as_integer(number).map_or_else(|| value.clone(), Value::Number),
             Value::Array(items) => Value::Array(items.iter().map(convert).collect()),
             Value::Object(fields) => Value::Object(fields.iter().map(|(k, v)| (k.clone(), convert(v))).collect()),
             _ => value.clone(),
         }
     }
     has_any(value).then(|| convert(value))
+}
+
+/// `number` as an integer when it is a float holding a whole number within the integer types'
+/// range (`4.0`); `None` otherwise, integers included. JSON Schema's `integer` takes `4.0`.
+pub(crate) fn whole_float_as_integer(number: &serde_json::Number) -> Option<serde_json::Number> {
+    let float = number.as_f64().filter(|_| number.is_f64())?;
+    // Exact in an f64, and within the integer types' range: 2^63 and 2^64 themselves are not.
+    if float.fract() != 0.0 || !float.is_finite() {
+        return None;
+    }
+    if (0.0..18_446_744_073_709_551_616.0).contains(&float) {
+        Some(serde_json::Number::from(float as u64))
+    } else if (-9_223_372_036_854_775_808.0..0.0).contains(&float) {
+        Some(serde_json::Number::from(float as i64))
+    } else {
+        None
+    }
 }
 
 /// The kinds this service runs, by name.
