@@ -34,16 +34,17 @@ clients: ## Drive a live keel with real generic clients (azure-core's long-runni
 test-rename: ## Rename a copy of this tree, then build it and run its tests
 	scripts/test-rename.sh
 
-test-guides: ## Follow the README's endpoint, kind and configuration guides on a copy, which must pass clippy and its tests
+test-guides: ## Follow the README's guides (add an endpoint, a kind, a configuration key; remove the examples and demo kinds) on a copy, which must pass clippy and its tests
 	scripts/test-guides.sh
 
 docker-test: ## Build the Dockerfile and check the image: health, non-root, read-only, SIGTERM, size, lint, compose, manifests
 	scripts/docker-test.sh
 
-bench: ## Benchmark keel against bare axum and the Tornado seed; updates the README's figures
+bench: ## Benchmark keel against bare axum and the Tornado seed (updates the README's figures); count what access control costs
 	command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk)
 	test -x .venv-bench/bin/python || (python3 -m venv .venv-bench && .venv-bench/bin/pip install --quiet 'tornado>=6.4' 'matplotlib>=3.8')
 	.venv-bench/bin/python bench/bench.py
+	.venv-bench/bin/python bench/auth.py
 
 clean: ## Remove build output
 	$(CARGO) clean

@@ -92,7 +92,7 @@ class Server:
 
 
 def serve(port, extra_env=None, **settings):
-    env = {"APP_ENV": "production", "APP_SERVER__HOST": "127.0.0.1", "APP_SERVER__PORT": str(port)}
+    env = {"APP_ENV": "production", "APP_AUTH__ALLOW_ANONYMOUS": "true", "APP_RATE_LIMIT__ENABLED": "false", "APP_SERVER__HOST": "127.0.0.1", "APP_SERVER__PORT": str(port)}
     env.update({f"APP_{key.upper()}": str(value) for key, value in settings.items()})
     env.update(extra_env or {})
     return Server([str(RELEASE / "keel")], env, f"http://127.0.0.1:{port}/readyz")

@@ -36,8 +36,11 @@ def free_port():
         return s.getsockname()[1]
 
 
-def count(name, command, env):
-    """Runs `command` under callgrind, sends it the requests, returns instructions per request."""
+def count(name, command, env, prepare=None, headers=None):
+    """Runs `command` under callgrind, sends it the requests, returns instructions per request.
+
+    The request is `GET /`, or `GET <path>` for the path `prepare(connection)` returns once the
+    server answers; `headers` go with every request."""
     OUT.mkdir(parents=True, exist_ok=True)
     for old in OUT.glob(f"{name}.*"):
         old.unlink()
@@ -57,11 +60,12 @@ def count(name, command, env):
                 server.kill()
                 raise RuntimeError(f"{name} never answered")
             time.sleep(0.2)
+    path = prepare(connection) if prepare else "/"
     for _ in range(WARM_UP):
-        get(connection)
+        get(connection, path, headers)
     callgrind_control("-z", server.pid)  # start counting here
     for _ in range(REQUESTS):
-        get(connection)
+        get(connection, path, headers)
     callgrind_control("-d", server.pid)  # the counted part, dumped as `<name>.<pid>.1`
     server.terminate()
     server.wait(timeout=60)
@@ -72,12 +76,12 @@ def callgrind_control(flag, pid):
     subprocess.run(["callgrind_control", flag, str(pid)], check=True, capture_output=True)
 
 
-def get(connection):
-    connection.request("GET", "/")
+def get(connection, path="/", headers=None):
+    connection.request("GET", path, headers=headers or {})
     response = connection.getresponse()
     response.read()
     if response.status != 200:
-        raise RuntimeError(f"GET / answered {response.status}")
+        raise RuntimeError(f"GET {path} answered {response.status}")
 
 
 def instructions(path):
@@ -94,7 +98,7 @@ def main():
     subprocess.run(["cargo", "build", "--release", "--locked", "-p", "bare-axum"], cwd=ROOT, check=True)
     keel_port, bare_port = free_port(), free_port()
     keel_env = {
-        "APP_ENV": "production", "APP_SERVER__HOST": "127.0.0.1", "APP_SERVER__PORT": str(keel_port),
+        "APP_ENV": "production", "APP_AUTH__ALLOW_ANONYMOUS": "true", "APP_RATE_LIMIT__ENABLED": "false", "APP_SERVER__HOST": "127.0.0.1", "APP_SERVER__PORT": str(keel_port),
         "PORT_FOR_BENCH": str(keel_port), **extra,
     }
     service = count("keel", [str(ROOT / "target" / "profiling" / "keel")], keel_env)

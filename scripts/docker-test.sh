@@ -26,7 +26,8 @@ fi
 # crun cannot raise rlimits here; runc with no default ulimits works.
 printf '[containers]\ndefault_ulimits = []\n' > "$work/containers.conf"
 export CONTAINERS_CONF="$work/containers.conf"
-run=(podman run --runtime runc)
+# The image runs in production, which refuses anonymous callers unless told (checked below).
+run=(podman run --runtime runc -e APP_AUTH__ALLOW_ANONYMOUS=true)
 
 step "hadolint: the Dockerfile has no warnings"
 "$venv/bin/hadolint" Dockerfile
@@ -54,6 +55,11 @@ echo "image size: $size bytes (${size_mb} MB)"
 [ "$size_mb" -le "$budget_mb" ] || fail "the image is ${size_mb} MB, over the ${budget_mb} MB budget"
 # Keep the README's figure current (between its image:start and image:end markers).
 sed -i "/<!-- image:start -->/,/<!-- image:end -->/ s/^The image is \*\*[^*]*\*\*/The image is **${size_mb} MB**/" README.md
+
+step "left anonymous without saying so, the image refuses to start"
+refused=$(podman run --runtime runc --rm "$image" 2>&1) && fail "the image started with auth.mode = none in production"
+grep -q 'auth.mode' <<<"$refused" || fail "the refusal does not name auth.mode: $refused"
+echo "refused: $refused"
 
 step "run it with a read-only root filesystem; wait until healthy"
 port=$(scripts/free-port)

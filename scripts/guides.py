@@ -7,10 +7,12 @@ asks for are the lines it quotes in backticks. If the README changes, this follo
 guide stops being followable as written, this fails and says where.
 
 Usage: guides.py README COPY
-(applies "Adding an endpoint", "Adding an operation kind" and "Adding a configuration key")
+(applies "Adding an endpoint", "Adding an operation kind", "Adding a configuration key", then
+"Removing the examples and the demo kinds": the order a newcomer follows them in)
 """
 
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -105,6 +107,42 @@ def add_configuration_key(readme, copy):
     print(f"  added {module!r}, {reexport!r}, {field!r} and the check")
 
 
+def delete_line(path, snippet):
+    """Deletes the one line of `path` whose code holds `snippet`, with the comment lines just above it."""
+    lines = path.read_text().splitlines(keepends=True)
+    found = [i for i, line in enumerate(lines) if snippet in line.split("//")[0]]
+    if len(found) != 1:
+        sys.exit(f"guides: {path} has {len(found)} lines with {snippet!r}, not one")
+    start = found[0]
+    while start > 0 and lines[start - 1].strip().startswith("//"):
+        start -= 1
+    path.write_text("".join(lines[:start] + lines[found[0] + 1:]))
+
+
+def remove(guide, what, copy):
+    """One part of the removal guide: delete a folder and a file, then two lines of one file."""
+    part = re.search(rf"^\*\*The {what}\.\*\*\n(.*?)(?=^\*\*|\Z)", guide, re.S | re.M)
+    if not part:
+        sys.exit(f"guides: the removal guide has no part for the {what}")
+    text = part.group(1)
+    folder = quoted(text, r"src/[\w/]+/", "the folder to delete")
+    test = quoted(text, r"tests/\w+\.rs", "the test file to delete")
+    source = quoted(text, r"src/[\w/]+\.rs", "the file to edit")
+    module = quoted(text, r"pub mod \w+;", "the module line")
+    line = quoted(text, r"\.\w+\(.*\)", "the line to delete")
+    shutil.rmtree(copy / folder)
+    (copy / test).unlink()
+    delete_line(copy / source, module)
+    delete_line(copy / source, line)
+    print(f"  deleted {folder} and {test}; {module!r} and {line!r} from {source}")
+
+
+def remove_examples_and_demo_kinds(readme, copy):
+    guide = section(readme, "Removing the examples and the demo kinds")
+    remove(guide, "examples", copy)
+    remove(guide, "demo kinds", copy)
+
+
 def main():
     readme, copy = Path(sys.argv[1]).read_text(), Path(sys.argv[2])
     print("guide: adding an endpoint")
@@ -113,6 +151,8 @@ def main():
     add_kind(readme, copy)
     print("guide: adding a configuration key")
     add_configuration_key(readme, copy)
+    print("guide: removing the examples and the demo kinds")
+    remove_examples_and_demo_kinds(readme, copy)
 
 
 if __name__ == "__main__":

@@ -28,9 +28,27 @@ pub enum Command {
     },
     /// Print the effective configuration as JSON, secrets redacted.
     Config,
+    /// Print the SHA-256 of an API key read from standard input, for `auth.api_keys.sha256`:
+    /// `openssl rand -hex 32 | tee key.txt | keel hash-key`.
+    HashKey,
     /// Apply the Postgres store's migrations to `database.url`, then exit: for deployments that
     /// migrate as a step of their own (with `database.migrate = false` on the replicas).
     Migrate,
+}
+
+/// The `hash-key` command: the digest of the key in `input` (one trailing newline dropped, as
+/// `echo` adds one), or why the key is refused.
+pub fn hash_key(mut input: impl Read) -> Result<String, String> {
+    let mut key = Vec::new();
+    input.read_to_end(&mut key).map_err(|e| format!("cannot read the key: {e}"))?;
+    let key = key.strip_suffix(b"\n").map(|k| k.strip_suffix(b"\r").unwrap_or(k)).unwrap_or(&key);
+    if key.len() < crate::http::auth::MIN_KEY_LEN || !key.iter().all(u8::is_ascii_graphic) {
+        return Err(format!(
+            "a key is at least {} visible ASCII characters, without spaces; make one with `openssl rand -hex 32`",
+            crate::http::auth::MIN_KEY_LEN
+        ));
+    }
+    Ok(crate::http::auth::key_digest(key))
 }
 
 /// Asks the server configured in `settings` whether it is ready, over plain HTTP/1.1 on

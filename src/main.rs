@@ -4,14 +4,17 @@ use std::time::Duration;
 use clap::Parser;
 use keel::cli::{Cli, Command};
 use keel::config::Settings;
-use keel::{Application, lifecycle, telemetry};
 
 /// mimalloc rather than the system allocator: see `keel::allocator`.
 #[global_allocator]
 static ALLOCATOR: keel::allocator::Mimalloc = keel::allocator::Mimalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let command = Cli::parse().command.unwrap_or(Command::Serve);
+    if let Command::HashKey = command {
+        // Needs no settings: it may run where keel's configuration is not.
+        return hash_key();
+    }
     let settings = match Settings::load() {
         Ok(settings) => settings,
         Err(error) => {
@@ -19,7 +22,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match cli.command.unwrap_or(Command::Serve) {
+    match command {
         Command::Serve => serve(settings),
         Command::Healthcheck { timeout_ms } => {
             match keel::cli::healthcheck(&settings, Duration::from_millis(timeout_ms)) {
@@ -31,6 +34,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Migrate => migrate(settings),
+        Command::HashKey => hash_key(),
         Command::Config => match serde_json::to_string_pretty(&settings) {
             Ok(json) => {
                 println!("{json}");
@@ -41,6 +45,19 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+fn hash_key() -> ExitCode {
+    match keel::cli::hash_key(std::io::stdin().lock()) {
+        Ok(digest) => {
+            println!("{digest}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{error}");
+            ExitCode::from(2)
+        }
     }
 }
 
@@ -66,23 +83,11 @@ fn migrate(settings: Settings) -> ExitCode {
 }
 
 fn serve(settings: Settings) -> ExitCode {
-    let _telemetry = match telemetry::init(&settings.log) {
-        Ok(guard) => guard,
-        Err(error) => {
-            eprintln!("cannot start the log writer: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("cannot start the tokio runtime");
-    let outcome = runtime.block_on(async {
-        let app = Application::build(settings).await.map_err(|error| error.to_string())?;
-        app.run_until_stopped(lifecycle::shutdown_signal()).await.map_err(|error| error.to_string())
-    });
-    match outcome {
+    match keel::startup::serve(settings, keel::operations::kinds::registry(), keel::http::routes()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!(%error, "server failed");
+            // Logged too, when the log writer had started; this line is for when it had not.
+            eprintln!("{error}");
             ExitCode::FAILURE
         }
     }

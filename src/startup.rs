@@ -49,6 +49,26 @@ pub enum StartupError {
     Store(#[from] StoreError),
 }
 
+/// The `serve` command: logging, a multi-threaded runtime, and the application built with
+/// `registry` and `routes`, served until SIGTERM or Ctrl-C and then drained. `main` passes
+/// keel's own kinds and routes; the tests' child processes pass theirs.
+pub fn serve(settings: Settings, registry: Registry, routes: OpenApiRouter<AppState>) -> Result<(), String> {
+    let _telemetry =
+        crate::telemetry::init(&settings.log).map_err(|error| format!("cannot start the log writer: {error}"))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| format!("cannot start the tokio runtime: {error}"))?;
+    let outcome = runtime.block_on(async {
+        let app = Application::build_with(settings, registry, routes).await.map_err(|error| error.to_string())?;
+        app.run_until_stopped(crate::lifecycle::shutdown_signal()).await.map_err(|error| error.to_string())
+    });
+    if let Err(error) = &outcome {
+        tracing::error!(%error, "server failed");
+    }
+    outcome
+}
+
 impl Application {
     /// Builds keel with the operation kinds of `operations::kinds::registry()`.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
@@ -112,7 +132,7 @@ impl Application {
         let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
         let metrics_server = metrics.map(|(listener, app)| {
             tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving /metrics");
-            let connections = Connections::new(server);
+            let connections = Connections::new(server, false);
             tokio::spawn(async move {
                 connections.accept(&listener, &app, async { drop(metrics_stopped.await) }).await;
                 drop(listener);
@@ -122,7 +142,7 @@ impl Application {
 
         state.lifecycle.set(Phase::Ready);
         tracing::info!(address = %listener.local_addr()?, environment = %state.settings.environment, "listening");
-        let connections = Connections::new(server);
+        let connections = Connections::new(server, state.settings.rate_limit.enabled);
         let accepting = async {
             shutdown.await;
             state.lifecycle.set(Phase::Draining);
@@ -154,10 +174,13 @@ struct Connections {
     /// descriptors or memory.
     slots: Arc<Semaphore>,
     max_connections: usize,
+    /// Whether requests carry their client's address (`ClientAddr`): only when rate limits,
+    /// which key anonymous callers by it, are on.
+    client_addresses: bool,
 }
 
 impl Connections {
-    fn new(server: &ServerSettings) -> Self {
+    fn new(server: &ServerSettings, client_addresses: bool) -> Self {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder.http1().header_read_timeout(server.header_read_timeout());
         let max_connections = server.max_connections;
@@ -166,6 +189,7 @@ impl Connections {
             graceful: GracefulShutdown::new(),
             slots: Arc::new(Semaphore::new(max_connections)),
             max_connections,
+            client_addresses,
         }
     }
 
@@ -194,10 +218,10 @@ impl Connections {
                     }
                 }
             };
-            let stream = tokio::select! {
+            let (stream, peer) = tokio::select! {
                 () = &mut stop => return,
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
+                    Ok(accepted) => accepted,
                     Err(error) => {
                         // Usually out of file descriptors: back off instead of spinning.
                         tracing::warn!(%error, "accept failed");
@@ -207,7 +231,8 @@ impl Connections {
                 },
             };
             let _ = stream.set_nodelay(true);
-            let service = TowerToHyperService::new(app.clone());
+            let app = if self.client_addresses { app.for_peer(peer.ip()) } else { app.clone() };
+            let service = TowerToHyperService::new(app);
             // A header read timer of its own for each connection: see `header_timer`.
             let mut connection = self.builder.clone();
             connection.http1().timer(HeaderTimer::new());

@@ -17,7 +17,7 @@ fn defaults_need_no_file_and_no_variable() {
 
 #[test]
 fn the_environment_file_overrides_the_defaults() {
-    let production = load(&[("APP_ENV", "production")]).unwrap();
+    let production = load(&[("APP_ENV", "production"), ("APP_AUTH__ALLOW_ANONYMOUS", "true")]).unwrap();
     assert_eq!(production.server.host, "0.0.0.0");
     assert_eq!(production.log.format, LogFormat::Json);
     assert_eq!(production.server.port, 8080, "what the environment file does not set stays");

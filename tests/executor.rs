@@ -3,6 +3,8 @@
 //! clock, so virtual seconds pass instantly and deterministically; the races run for real on a
 //! multi-threaded runtime.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -118,8 +120,7 @@ impl OperationKind for Chatty {
 
 fn start(settings: ExecutorSettings) -> (Executor, Arc<Stats>) {
     let stats = Arc::new(Stats::default());
-    let registry =
-        keel::operations::kinds::registry().register(Probe(stats.clone())).register(Stubborn).register(Chatty);
+    let registry = common::testbed::registry().register(Probe(stats.clone())).register(Stubborn).register(Chatty);
     (start_with(settings, registry), stats)
 }
 
@@ -128,7 +129,14 @@ fn start_with(settings: ExecutorSettings, registry: Registry) -> Executor {
 }
 
 fn submission(kind: &str, input: Value) -> Submission {
-    Submission { kind: kind.to_owned(), input, timeout: None, idempotency_key: None, not_before: None }
+    Submission {
+        owner: Arc::from("tester"),
+        kind: kind.to_owned(),
+        input,
+        timeout: None,
+        idempotency_key: None,
+        not_before: None,
+    }
 }
 
 async fn submit(executor: &Executor, kind: &str, input: Value) -> Operation {
@@ -289,18 +297,6 @@ async fn a_failing_operation_reports_its_message() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn the_demonstration_kinds_produce_their_results() {
-    let (executor, _) = start(limits(4, 10));
-    let sleep = submit(&executor, "sleep", json!({ "ms": 1000, "steps": 4 })).await;
-    let fanout = submit(&executor, "fanout", json!({ "n": 5, "ms": 100 })).await;
-    let sleep = finished(&executor, &sleep.id).await;
-    assert_eq!(sleep.result, Some(json!({ "slept_ms": 1000, "steps": 4 })));
-    assert_eq!(sleep.progress.message.as_deref(), Some("step 4 of 4"));
-    let fanout = finished(&executor, &fanout.id).await;
-    assert_eq!(fanout.result, Some(json!({ "completion_order": [0, 1, 2, 3, 4] })));
-}
-
-#[tokio::test(start_paused = true)]
 async fn progress_is_recorded_at_most_once_an_interval_and_the_last_report_with_the_end() {
     let (executor, _) = start(limits(1, 10)); // progress_interval: 250 ms
     let chatty = submit(&executor, "chatty", json!({ "ms": 1000 })).await;
@@ -320,24 +316,6 @@ async fn progress_is_recorded_at_most_once_an_interval_and_the_last_report_with_
     let done = finished(&executor, &chatty.id).await;
     assert_eq!(done.progress.message.as_deref(), Some("1000 of 1000"), "the end records the last report");
     assert_eq!(done.progress.percent, 100);
-}
-
-#[tokio::test]
-async fn the_cpu_bound_kind_runs_on_the_blocking_pool_and_stops_when_cancelled() {
-    let (executor, _) = start(limits(2, 10));
-    let small = submit(&executor, "digest", json!({ "rounds": 1000 })).await;
-    let result = finished(&executor, &small.id).await.result.unwrap();
-    assert_eq!(result["rounds"], 1000);
-    assert_eq!(result["digest"].as_str().map(str::len), Some(16));
-    let again = submit(&executor, "digest", json!({ "rounds": 1000 })).await;
-    assert_eq!(finished(&executor, &again.id).await.result.unwrap(), result, "deterministic");
-
-    let huge = submit(&executor, "digest", json!({ "rounds": 10_000_000_000u64 })).await;
-    until_status(&executor, &huge.id, Status::Running).await;
-    executor.cancel(&huge.id).await.unwrap();
-    // Cancelled blocking work checks its token between chunks and gives its pool place back.
-    let next = submit(&executor, "digest", json!({ "rounds": 10 })).await;
-    assert_eq!(finished(&executor, &next.id).await.status, Status::Succeeded);
 }
 
 #[tokio::test(start_paused = true)]

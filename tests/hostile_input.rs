@@ -118,7 +118,7 @@ fn catalogue() -> Vec<Case> {
         ),
         case(
             "input out of the kind's range",
-            submit("{\"kind\":\"fanout\",\"input\":{\"n\":0,\"ms\":1}}"),
+            submit("{\"kind\":\"sleep\",\"input\":{\"ms\":1,\"steps\":0}}"),
             422,
             Some("validation-failed"),
         ),
@@ -162,10 +162,10 @@ fn catalogue() -> Vec<Case> {
         case("unknown status filter", get("/v1/operations?status=exploded"), 400, Some("invalid-request")),
         case("invalid percent-encoding in a query", get("/v1/operations?status=%ZZ"), 400, Some("invalid-request")),
         case("negative wait", get(&format!("/v1/operations/{ID}/wait?timeout_ms=-1")), 400, Some("invalid-request")),
-        case("example with n = 0", get("/examples/fanout?n=0&ms=1"), 400, Some("invalid-request")),
+        case("query number out of the handler's range", get("/testbed/sleep?ms=600001"), 400, Some("invalid-request")),
         case(
-            "example with a huge number",
-            get("/examples/sleep?ms=99999999999999999999999"),
+            "query number past 64 bits",
+            get("/testbed/sleep?ms=99999999999999999999999"),
             400,
             Some("invalid-request"),
         ),

@@ -1,5 +1,5 @@
 //! The service foundation through its HTTP surface: the seed's handler, middleware, errors,
-//! health and the request-scoped examples.
+//! health.
 
 mod common;
 
@@ -67,7 +67,7 @@ async fn a_hostile_request_id_is_sanitised_or_replaced() {
 async fn a_slow_handler_gets_503_problem() {
     let (app, _) =
         router(settings_with(&[("APP_SERVER__REQUEST_TIMEOUT_MS", "50"), ("APP_OPERATIONS__MAX_WAIT_MS", "10")]));
-    let answer = get(&app, "/examples/sleep?ms=5000").await;
+    let answer = get(&app, "/testbed/sleep?ms=5000").await;
     answer.problem(503, "request-timeout");
     assert_eq!(answer.header("retry-after"), Some("1"));
 }
@@ -141,7 +141,8 @@ async fn a_handler_runs_in_its_request_context_and_can_carry_it_into_spawned_wor
 /// Answers with whether the credentials it was given are marked sensitive, and sets a cookie.
 async fn credentials(headers: axum::http::HeaderMap) -> ([(&'static str, &'static str); 1], String) {
     let marked = |name: &str| headers.get(name).map(axum::http::HeaderValue::is_sensitive);
-    ([("set-cookie", "session=s3cret")], format!("{:?} {:?}", marked("authorization"), marked("cookie")))
+    let seen = format!("{:?} {:?} {:?}", marked("authorization"), marked("cookie"), marked("x-api-key"));
+    ([("set-cookie", "session=s3cret")], seen)
 }
 
 #[tokio::test]
@@ -151,20 +152,21 @@ async fn credentials_are_marked_sensitive_before_any_handler_or_log_sees_them() 
     let request = Request::get("/credentials")
         .header("authorization", "Bearer t0ken")
         .header("cookie", "session=s3cret")
+        .header("x-api-key", "k3y")
         .body(Body::empty())
         .unwrap();
     let response = tower::ServiceExt::oneshot(app, request).await.unwrap();
     assert!(response.headers()["set-cookie"].is_sensitive(), "responses too");
     let body = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
-    assert_eq!(body, "Some(true) Some(true)");
+    assert_eq!(body, "Some(true) Some(true) Some(true)");
 }
 
 #[tokio::test]
 async fn a_bad_query_gets_400_problem() {
     let (app, _) = router(settings());
-    get(&app, "/examples/fanout?n=abc&ms=1").await.problem(400, "invalid-request");
-    get(&app, "/examples/fanout?n=3").await.problem(400, "invalid-request");
-    get(&app, "/examples/fanout?n=1000000&ms=1").await.problem(400, "invalid-request");
+    get(&app, "/testbed/sleep?ms=abc").await.problem(400, "invalid-request");
+    get(&app, "/testbed/sleep").await.problem(400, "invalid-request");
+    get(&app, "/testbed/sleep?ms=1&extra=1").await.problem(400, "invalid-request");
 }
 
 #[tokio::test]
@@ -212,8 +214,7 @@ async fn liveness_and_readiness_follow_the_lifecycle() {
 
 #[tokio::test]
 async fn responses_are_compressed_when_asked_and_configured() {
-    let request =
-        || Request::get("/examples/fanout?n=50&ms=0").header("accept-encoding", "gzip").body(Body::empty()).unwrap();
+    let request = || Request::get("/openapi.json").header("accept-encoding", "gzip").body(Body::empty()).unwrap();
     let (plain, _) = router(settings());
     let answer = send(&plain, request()).await;
     assert_eq!(answer.status, 200);
@@ -252,26 +253,6 @@ async fn cors_follows_configuration() {
     assert!(send(&closed, request()).await.header("access-control-allow-origin").is_none());
     let (open, _) = router(settings_with(&[("APP_SERVER__CORS_ALLOWED_ORIGINS", "[\"https://app.example\"]")]));
     assert_eq!(send(&open, request()).await.header("access-control-allow-origin"), Some("https://app.example"));
-}
-
-#[tokio::test]
-async fn fanout_runs_concurrently() {
-    let (app, _) = router(settings());
-    let answer = get(&app, "/examples/fanout?n=20&ms=200").await;
-    assert_eq!(answer.status, 200);
-    let body = answer.json();
-    assert_eq!(body["results"].as_array().unwrap().len(), 20);
-    // Serially this would take 4 s; the generous bound only rules that out.
-    assert!(body["elapsed_ms"].as_u64().unwrap() < 2000, "{body}");
-}
-
-#[tokio::test]
-async fn blocking_work_runs_and_answers() {
-    let (app, _) = router(settings());
-    let answer = get(&app, "/examples/blocking?limit=100000").await;
-    assert_eq!(answer.status, 200);
-    assert_eq!(answer.json()["primes_below_limit"], 9592);
-    get(&app, "/examples/blocking?limit=999999999999").await.problem(400, "invalid-request");
 }
 
 #[tokio::test]
@@ -337,4 +318,25 @@ async fn a_connection_beyond_the_cap_is_served_once_another_closes() {
     assert!(status.unwrap().starts_with("HTTP/1.1 200"));
     drop(second);
     app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn every_response_is_hardened_and_the_docs_page_has_its_policy() {
+    let (app, _) = router(settings());
+    for uri in ["/", "/v1/operations", "/v1/operations/nope", "/no/such/path", "/openapi.json", "/healthz"] {
+        let answer = get(&app, uri).await;
+        assert_eq!(answer.header("x-content-type-options"), Some("nosniff"), "{uri}");
+        assert_eq!(answer.header("cache-control"), Some("no-store"), "{uri}");
+        assert_eq!(answer.header("content-security-policy"), None, "{uri}");
+    }
+    for uri in ["/docs/", "/docs/swagger-ui-bundle.js"] {
+        let answer = get(&app, uri).await;
+        assert_eq!(answer.status, 200, "{uri}");
+        assert_eq!(answer.header("x-content-type-options"), Some("nosniff"), "{uri}");
+        let policy = answer.header("content-security-policy").unwrap_or_default();
+        assert!(policy.contains("script-src 'self'") && policy.contains("frame-ancestors 'none'"), "{uri}: {policy}");
+        assert_eq!(answer.header("cache-control"), None, "{uri}: static files may be cached");
+    }
+    let page = get(&app, "/docs/").await.text();
+    assert!(!page.contains("<script>"), "no inline script, which the policy would block: {page}");
 }

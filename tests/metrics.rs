@@ -166,7 +166,7 @@ async fn a_route_answering_many_statuses_counts_each_one() {
     let settings = settings_with(&[]);
     let router = axum::Router::new().route("/answer/{code}", axum::routing::get(answer));
     let app = keel::http::middleware::apply(router, ["/answer/{code}"], &settings);
-    let metrics = keel::http::router(keel::startup::build_state(settings, keel::operations::kinds::registry()));
+    let metrics = keel::http::router(keel::startup::build_state(settings, common::testbed::registry()));
     let before = scrape(&metrics).await;
     let codes = [200, 201, 202, 204, 409, 418, 200, 418];
     for (round, code) in codes.iter().enumerate() {
@@ -201,7 +201,7 @@ async fn concurrent_first_requests_are_counted_under_their_own_status() {
         StatusCode::from_u16(code).unwrap()
     }
     let settings = settings_with(&[]);
-    let metrics = keel::http::router(keel::startup::build_state(settings.clone(), keel::operations::kinds::registry()));
+    let metrics = keel::http::router(keel::startup::build_state(settings.clone(), common::testbed::registry()));
     let before = scrape(&metrics).await;
     let codes = [200_u16, 201, 202, 204, 409, 418];
     for _ in 0..20 {

@@ -296,7 +296,7 @@ async fn listing_is_newest_first_in_pages_that_neither_skip_nor_repeat() {
     loop {
         let page = get(&app, &uri).await.json();
         seen.extend(page["operations"].as_array().unwrap().iter().map(|op| op["id"].as_str().unwrap().to_owned()));
-        submitted_id(&app, json!({ "kind": "fanout", "input": { "n": 1, "ms": 60_000 } })).await;
+        submitted_id(&app, json!({ "kind": "fail", "input": { "after_ms": 60_000 } })).await;
         match page["next_page_token"].as_str() {
             Some(token) => uri = format!("/v1/operations?page_size=2&page_token={token}"),
             None => break,
@@ -304,8 +304,8 @@ async fn listing_is_newest_first_in_pages_that_neither_skip_nor_repeat() {
     }
     created.reverse();
     assert_eq!(seen, created);
-    let fanouts = get(&app, "/v1/operations?kind=fanout&page_size=100").await.json();
-    assert_eq!(fanouts["operations"].as_array().unwrap().len(), 3);
+    let failing = get(&app, "/v1/operations?kind=fail&page_size=100").await.json();
+    assert_eq!(failing["operations"].as_array().unwrap().len(), 3);
     let filtered = get(&app, "/v1/operations?status=succeeded").await.json();
     assert_eq!(filtered["operations"], json!([]));
 }
@@ -432,11 +432,11 @@ async fn events_stream_each_change_and_end_after_the_terminal_state() {
 #[tokio::test]
 async fn a_long_poll_over_a_real_socket_returns_on_completion() {
     let app = spawn_app(settings()).await;
-    let id = &submit_over_http(&app, json!({ "kind": "fanout", "input": { "n": 10, "ms": 50 } })).await;
+    let id = &submit_over_http(&app, json!({ "kind": "sleep", "input": { "ms": 200, "steps": 4 } })).await;
     let waited: Value =
         app.client.get(app.url(&format!("/v1/operations/{id}/wait"))).send().await.unwrap().json().await.unwrap();
     assert_eq!(waited["status"], "succeeded");
-    assert_eq!(waited["result"]["completion_order"].as_array().unwrap().len(), 10);
+    assert_eq!(waited["result"], json!({ "slept_ms": 200, "steps": 4 }));
     app.stop().await.unwrap();
 }
 

@@ -31,7 +31,7 @@ fn replica(schema: &TestSchema, extra: &[(&str, &str)]) -> Replica {
     let url = schema.url();
     let mut vars = vec![("DATABASE_URL", url.as_str()), ("APP_OPERATIONS__STORE", "postgres")];
     vars.extend_from_slice(extra);
-    let (process, address) = Process::start(&vars);
+    let (process, address) = Process::testbed(&vars);
     Replica { process, base: format!("http://{address}") }
 }
 
@@ -360,7 +360,12 @@ fn a_database_that_cannot_be_reached_stops_start_up_without_showing_the_password
 
 #[test]
 fn a_production_replica_on_the_memory_store_warns_that_it_shares_nothing() {
-    let production = [("APP_ENV", "production"), ("APP_SERVER__HOST", "127.0.0.1"), ("APP_SERVER__PORT", "0")];
+    let production = [
+        ("APP_ENV", "production"),
+        ("APP_AUTH__ALLOW_ANONYMOUS", "true"),
+        ("APP_SERVER__HOST", "127.0.0.1"),
+        ("APP_SERVER__PORT", "0"),
+    ];
     let (process, _) = Process::start(&production);
     let warnings: Vec<_> = process.startup.iter().filter(|line| line["level"] == "WARN").collect();
     assert_eq!(warnings.len(), 1, "{warnings:?}");

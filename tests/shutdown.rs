@@ -66,12 +66,12 @@ async fn readiness_turns_503_as_soon_as_draining_begins() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_the_in_flight_request_and_exits_0() {
-    let (mut process, address) = Process::start(&[]);
+    let (mut process, address) = Process::testbed(&[]);
     let client = reqwest::Client::new();
-    let request = tokio::spawn(client.get(format!("http://{address}/examples/sleep?ms=500")).send());
+    let request = tokio::spawn(client.get(format!("http://{address}/testbed/sleep?ms=500")).send());
     let started = tokio::task::spawn_blocking(move || {
         process
-            .wait_for_log(|line| line["message"] == "request started" && line["request"]["route"] == "/examples/sleep");
+            .wait_for_log(|line| line["message"] == "request started" && line["request"]["route"] == "/testbed/sleep");
         process
     });
     let mut process = started.await.unwrap();

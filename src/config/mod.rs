@@ -10,6 +10,8 @@
 //! Everything is validated before anything starts, so a bad value stops the process with one
 //! line naming the key, instead of surfacing as a strange failure under load.
 
+mod auth;
+mod rate_limit;
 mod secret;
 
 use std::time::Duration;
@@ -19,6 +21,8 @@ use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
 
+pub use auth::{ApiKeySettings, AuthMode, AuthSettings, Scope, parse_sha256, valid_caller_id};
+pub use rate_limit::RateLimitSettings;
 pub use secret::Secret;
 
 const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
@@ -43,6 +47,8 @@ pub struct Settings {
     pub operations: OperationSettings,
     pub database: DatabaseSettings,
     pub metrics: MetricsSettings,
+    pub auth: AuthSettings,
+    pub rate_limit: RateLimitSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -265,6 +271,9 @@ impl Settings {
         {
             return Err(ConfigError::invalid("server.public_url", format!("is {url:?}, which {reason}")));
         }
+        let metrics_on_main_port = self.metrics.enabled && self.metrics.port.is_none();
+        self.auth.validate(&self.environment, metrics_on_main_port)?;
+        self.rate_limit.validate()?;
         if let Some(bad) = s.cors_allowed_origins.iter().find(|o| axum::http::HeaderValue::from_str(o).is_err()) {
             return Err(ConfigError::invalid(
                 "server.cors_allowed_origins",
@@ -322,7 +331,7 @@ impl Provider for EnvVariable {
     }
 }
 
-fn positive(key: &str, value: u64) -> Result<(), ConfigError> {
+pub(crate) fn positive(key: &str, value: u64) -> Result<(), ConfigError> {
     if value == 0 {
         return Err(ConfigError::invalid(key, "must be greater than 0"));
     }

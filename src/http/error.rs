@@ -12,8 +12,12 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::config::Scope;
 use crate::operations::OperationsError;
 use crate::operations::store::StoreError;
+
+/// The realm of keel's `WWW-Authenticate` challenges.
+const REALM: &str = "keel";
 
 /// The media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -28,6 +32,15 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("payload too large")]
     PayloadTooLarge,
+    /// No valid credential (RFC 6750): `invalid_token` when one was sent.
+    #[error("not authenticated")]
+    Unauthenticated { invalid_token: bool },
+    /// A malformed credential: two of them, say (RFC 6750's `invalid_request`).
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    /// Authenticated, without the scope this needs.
+    #[error("scope {} missing", scope.name())]
+    Forbidden { scope: Scope },
     #[error("not found: {0}")]
     NotFound(String),
     #[error("method not allowed")]
@@ -43,6 +56,9 @@ pub enum ApiError {
     ScheduledTooFar(String),
     #[error("gone: {1}")]
     Gone(&'static str, String),
+    /// Over the caller's rate limit (see `http::rate_limit`).
+    #[error("rate limited")]
+    RateLimited { retry_after_secs: u64 },
     #[error("request timed out")]
     Timeout,
     #[error("unavailable: {detail}")]
@@ -69,6 +85,20 @@ impl ApiError {
             Self::PayloadTooLarge => {
                 Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "The request body is too large")
             }
+            Self::Unauthenticated { .. } => {
+                Problem::new(StatusCode::UNAUTHORIZED, "unauthenticated", "Not authenticated")
+                    .detail("send a valid key as `Authorization: Bearer <key>` or `X-API-Key: <key>`")
+            }
+            Self::InvalidCredentials => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-credentials",
+                "The credentials are malformed",
+            )
+            .detail(
+                "send one key, as `Authorization: Bearer <key>` or `X-API-Key: <key>`; two different keys are refused",
+            ),
+            Self::Forbidden { scope } => Problem::new(StatusCode::FORBIDDEN, "forbidden", "Not allowed")
+                .detail(format!("this needs the scope `{}`", scope.name())),
             Self::NotFound(detail) => Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found").detail(detail),
             Self::MethodNotAllowed => {
                 Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed")
@@ -87,6 +117,11 @@ impl ApiError {
                     .detail(detail)
             }
             Self::Gone(kind, detail) => Problem::new(StatusCode::GONE, *kind, "Gone").detail(detail),
+            Self::RateLimited { retry_after_secs } => {
+                Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many requests")
+                    .detail("over this caller's rate limit; see `Retry-After` and `RateLimit`")
+                    .retry_after(*retry_after_secs)
+            }
             Self::Timeout => {
                 Problem::new(StatusCode::SERVICE_UNAVAILABLE, "request-timeout", "The server did not answer in time")
                     .detail("the request took longer than the configured request timeout and was abandoned")
@@ -107,7 +142,22 @@ impl IntoResponse for ApiError {
         if let Self::Internal(source) = &self {
             tracing::error!(error = %source, "internal error");
         }
-        self.problem().into_response()
+        let challenge = match &self {
+            Self::Unauthenticated { invalid_token: false } => Some(format!("Bearer realm=\"{REALM}\"")),
+            Self::Unauthenticated { invalid_token: true } => {
+                Some(format!("Bearer realm=\"{REALM}\", error=\"invalid_token\""))
+            }
+            Self::InvalidCredentials => Some(format!("Bearer realm=\"{REALM}\", error=\"invalid_request\"")),
+            Self::Forbidden { scope } => {
+                Some(format!("Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{}\"", scope.name()))
+            }
+            _ => None,
+        };
+        let mut response = self.problem().into_response();
+        if let Some(challenge) = challenge.and_then(|c| axum::http::HeaderValue::from_str(&c).ok()) {
+            response.headers_mut().insert(axum::http::header::WWW_AUTHENTICATE, challenge);
+        }
+        response
     }
 }
 

@@ -1,6 +1,7 @@
 //! The HTTP surface: routes, middleware and the error format. It uses the operation layer;
 //! nothing there knows about HTTP.
 
+pub mod auth;
 pub mod error;
 pub mod examples;
 pub mod extract;
@@ -8,6 +9,7 @@ pub mod header_timer;
 pub mod location;
 pub mod middleware;
 pub mod openapi;
+pub mod rate_limit;
 pub mod routes;
 pub mod state;
 
@@ -34,12 +36,13 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(operations::wait))
         .routes(routes!(operations::cancel))
         .routes(routes!(operations::events))
-        // Delete this line and the `examples` folder to drop the examples.
+        // The examples: delete this line and `pub mod examples;` to drop them (the README says
+        // what else goes with them).
         .nest("/examples", examples::routes())
 }
 
 /// Where the docs page and the document it shows are served.
-const DOCS_PATH: &str = "/docs";
+pub(crate) const DOCS_PATH: &str = "/docs";
 const DOCUMENT_PATH: &str = "/openapi.json";
 
 /// The application: `routes` (plus `/metrics` unless it has a port of its own) behind keel's
@@ -60,11 +63,19 @@ pub fn app(routes: OpenApiRouter<AppState>, state: AppState) -> App {
         .chain([DOCS_PATH, "/docs/", "/docs/{*rest}", DOCUMENT_PATH].map(String::from))
         .collect();
     let document = openapi::document(api, &state.settings, state.executor.registry());
-    let router = router
+    let mut router = router
         .merge(SwaggerUi::new(DOCS_PATH).external_url_unchecked(DOCUMENT_PATH, document))
         .fallback(|| async { ApiError::NotFound("no route matches this path".to_owned()) })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .with_state(state.clone());
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
+    // Each only when on, so that it costs nothing when off. Rate limits run inside
+    // authentication (a layer added later runs first), so that they know the caller.
+    if let Some(limits) = rate_limit::RateLimits::from_settings(&state.settings.rate_limit) {
+        router = router.layer(axum::middleware::from_fn_with_state(limits, rate_limit::limit));
+    }
+    if let Some(authenticator) = auth::Authenticator::from_settings(&state.settings.auth) {
+        router = router.layer(axum::middleware::from_fn_with_state(authenticator, auth::authenticate));
+    }
+    let router = router.with_state(state.clone());
     middleware::apply(router, templates, &state.settings)
 }
 

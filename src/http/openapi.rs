@@ -7,8 +7,9 @@
 use serde_json::{Value, json};
 use utoipa::OpenApi;
 
-use crate::config::Settings;
-use crate::http::error::Problem;
+use crate::config::{AuthMode, AuthSettings, Settings};
+use crate::http::auth::{API_KEY_HEADER, METRICS_ROUTE, PUBLIC_ROUTES, needs_caller};
+use crate::http::error::{PROBLEM_JSON, Problem};
 use crate::http::middleware::REQUEST_ID_HEADER;
 use crate::operations::Registry;
 
@@ -21,7 +22,6 @@ use crate::operations::Registry;
     tags(
         (name = "operations", description = "Long-running operations: submit, poll, wait, stream, cancel (Google AIP-151)"),
         (name = "service", description = "The seed's handler, health probes and metrics"),
-        (name = "examples", description = "Request-scoped async patterns; delete `src/http/examples/` to drop them"),
     ),
     components(schemas(Problem)),
 )]
@@ -49,12 +49,98 @@ pub fn document(api: utoipa::openapi::OpenApi, settings: &Settings, registry: &R
     }
     add_request_ids(&mut doc);
     link_the_submission(&mut doc);
+    state_the_security(&mut doc, &settings.auth);
+    state_the_rate_limits(&mut doc, settings);
     doc
+}
+
+/// With rate limits on: the `429` every limited route may answer, with its headers.
+fn state_the_rate_limits(doc: &mut Value, settings: &Settings) {
+    if !settings.rate_limit.enabled {
+        return;
+    }
+    let Some(paths) = doc["paths"].as_object_mut() else { return };
+    for (path, item) in paths.iter_mut() {
+        if !needs_caller(path) {
+            continue;
+        }
+        for operation in item.as_object_mut().into_iter().flat_map(|item| item.values_mut()) {
+            let Some(responses) = operation.get_mut("responses").and_then(Value::as_object_mut) else { continue };
+            let mut limited = problem_response(
+                "Over this caller's rate limit: submissions and other requests have buckets of their own",
+            );
+            limited["headers"] = json!({
+                "Retry-After": { "description": "Seconds before the bucket has a token again", "schema": { "type": "integer" } },
+                "RateLimit-Policy": { "description": "The bucket: `\"name\";q=<burst>;w=<seconds to fill>` (IETF httpapi draft)", "schema": { "type": "string" } },
+                "RateLimit": { "description": "`\"name\";r=<left>;t=<seconds>`", "schema": { "type": "string" } },
+            });
+            responses.insert("429".to_owned(), limited);
+        }
+    }
+}
+
+/// With auth on: the two ways to send a key (the docs page's Authorize button offers both), and
+/// on every route that is not public, the requirement and its `401` (and `403` where a scope is
+/// named). Handlers name their scopes in `#[utoipa::path(security(...))]`; a route of yours
+/// that names none needs a caller, as the middleware does. With auth off, no route needs one.
+fn state_the_security(doc: &mut Value, auth: &AuthSettings) {
+    let on = auth.mode != AuthMode::None;
+    let Some(paths) = doc["paths"].as_object_mut() else { return };
+    for (path, item) in paths.iter_mut() {
+        let public = !on || PUBLIC_ROUTES.contains(&path.as_str());
+        for operation in item.as_object_mut().into_iter().flat_map(|item| item.values_mut()) {
+            let Some(operation) = operation.as_object_mut() else { continue };
+            if public {
+                operation.remove("security");
+                continue;
+            }
+            let requirement = if path == METRICS_ROUTE {
+                json!([{ BEARER: [] }])
+            } else {
+                operation.get("security").cloned().unwrap_or_else(|| json!([{ BEARER: [] }, { API_KEY: [] }]))
+            };
+            let scoped = requirement.as_array().into_iter().flatten().any(|r| {
+                r.as_object().is_some_and(|r| r.values().any(|scopes| scopes.as_array().is_some_and(|s| !s.is_empty())))
+            });
+            operation.insert("security".to_owned(), requirement);
+            let responses = operation.entry("responses").or_insert_with(|| json!({}));
+            responses["401"] = problem_response("No valid credential; see `WWW-Authenticate`");
+            if scoped {
+                responses["403"] = problem_response("The credential lacks the scope this needs");
+            }
+        }
+    }
+    if on {
+        doc["components"]["securitySchemes"] = json!({
+            BEARER: {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "An API key as `Authorization: Bearer <key>` (on `/metrics`: the metrics token).",
+            },
+            API_KEY: {
+                "type": "apiKey",
+                "in": "header",
+                "name": API_KEY_HEADER.as_str(),
+                "description": "The same API key, as `X-API-Key: <key>`.",
+            },
+        });
+    }
+}
+
+/// The security schemes' names in the document.
+const BEARER: &str = "bearer";
+const API_KEY: &str = "api_key";
+
+fn problem_response(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": { PROBLEM_JSON: { "schema": { "$ref": "#/components/schemas/Problem" } } },
+    })
 }
 
 /// The submission as one schema per registered kind, `oneOf` them discriminated by `kind`: each
 /// with its kind's `input` schema (from the kind's Rust type), so that a client, or a client
-/// generated from the document, sees what `sleep` or `fanout` takes. The operation's `result` is
+/// generated from the document, sees what each kind takes. The operation's `result` is
 /// any of the kinds' result schemas. Registering a kind is all it takes to appear here.
 fn submissions_by_kind(doc: &mut Value, settings: &Settings, registry: &Registry) {
     let schemas = &mut doc["components"]["schemas"];
@@ -88,12 +174,16 @@ fn submissions_by_kind(doc: &mut Value, settings: &Settings, registry: &Registry
             results.push(result);
         }
     }
-    schemas["SubmitRequest"] = json!({
-        "description": base["description"],
-        "oneOf": variants,
-        "discriminator": { "propertyName": "kind", "mapping": mapping },
-        "example": base["example"],
-    });
+    schemas["SubmitRequest"] = if variants.is_empty() {
+        // No kind registered: no submission is valid (and `oneOf` may not be empty).
+        json!({ "description": base["description"], "not": {} })
+    } else {
+        json!({
+            "description": base["description"],
+            "oneOf": variants,
+            "discriminator": { "propertyName": "kind", "mapping": mapping },
+        })
+    };
     results.push(json!({ "type": "null" }));
     let result = &mut schemas["Operation"]["properties"]["result"];
     if result.is_object() {

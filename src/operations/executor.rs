@@ -82,6 +82,8 @@ impl From<&OperationSettings> for ExecutorSettings {
 /// A request to run an operation.
 #[derive(Debug, Clone)]
 pub struct Submission {
+    /// Who submits it: the operation's owner, whose idempotency keys are its own.
+    pub owner: std::sync::Arc<str>,
     pub kind: String,
     pub input: Value,
     pub timeout: Option<Duration>,
@@ -216,7 +218,7 @@ impl Executor {
     }
 
     fn prepare(&self, submission: Submission) -> Result<NewOperation, OperationsError> {
-        let Submission { kind: name, input, timeout, idempotency_key, not_before } = submission;
+        let Submission { owner, kind: name, input, timeout, idempotency_key, not_before } = submission;
         let kind = self.inner.registry.get(&name).ok_or_else(|| OperationsError::UnknownKind(name.clone()))?;
         kind.check(&input).map_err(OperationsError::InvalidInput)?;
         let max = self.inner.settings.max_timeout;
@@ -231,14 +233,17 @@ impl Executor {
         if starts - now > MAX_SCHEDULE_AHEAD {
             return Err(OperationsError::ScheduledTooFar);
         }
+        // Keys are per caller: two callers may use one key. Neither an owner nor a key has a
+        // space (both are visible ASCII), so the pair is unambiguous.
         let idempotency = idempotency_key.map(|key| Idempotency {
-            key,
+            key: format!("{owner} {key}"),
             fingerprint: fingerprint(&name, &input, timeout, not_before),
             expires_at: now + self.inner.settings.idempotency_key_ttl,
         });
         Ok(NewOperation {
             id: uuid::Uuid::new_v4().simple().to_string(),
             kind: name,
+            owner,
             input,
             created_at: now,
             deadline_at: time::Duration::try_from(timeout).ok().and_then(|timeout| starts.checked_add(timeout)).ok_or(
@@ -265,10 +270,14 @@ impl Executor {
 
     /// The operation as soon as it is done, or as it is when `timeout` passes.
     pub async fn wait(&self, id: &str, timeout: Duration) -> Result<Operation, OperationsError> {
-        let mut changes = self.watch(id).await?;
+        Ok(Self::wait_on(self.watch(id).await?, timeout).await)
+    }
+
+    /// [`wait`](Self::wait), on a view [`watch`](Self::watch) gave.
+    pub async fn wait_on(mut changes: watch::Receiver<Operation>, timeout: Duration) -> Operation {
         // An error means the operation was deleted meanwhile; its last state is still here.
         let _ = tokio::time::timeout(timeout, changes.wait_for(|op| op.done)).await;
-        Ok(changes.borrow().clone())
+        changes.borrow().clone()
     }
 
     /// Ends a queued or running operation as `cancelled` now. A running one is also told to
@@ -426,7 +435,7 @@ impl Inner {
         lock(&self.running).insert(operation.id.clone(), (lease.clone(), token.clone()));
         let (kind, attempt, max_attempts, deadline_at) =
             (operation.kind.clone(), operation.attempt, operation.max_attempts, operation.deadline_at);
-        tracing::debug!(operation_id = %operation.id, kind, attempt, "operation started");
+        tracing::debug!(operation_id = %operation.id, owner = %operation.owner, kind, attempt, "operation started");
         let started = tokio::time::Instant::now();
         let (outcome, last_progress) = self.execute(operation, &lease, &token).await;
         metrics::histogram!(names::OPERATION_RUN_DURATION, "kind" => kind.clone())
@@ -461,7 +470,8 @@ impl Inner {
         match self.record_end(&lease, outcome, last_progress).await {
             Ok(finished) => {
                 record_finished(&finished);
-                tracing::debug!(operation_id = %finished.id, status = finished.status.as_str(), "operation finished");
+                tracing::debug!(operation_id = %finished.id, owner = %finished.owner, status = finished.status.as_str(),
+                    "operation finished");
             }
             Err(StoreError::LeaseLost) => {
                 tracing::debug!(operation_id = %lease.operation_id, "result discarded: the operation had already ended");
@@ -512,6 +522,7 @@ impl Inner {
         let (progress, mut reports) = watch::channel(None);
         let ctx = OperationContext::new(
             operation.id.clone(),
+            std::sync::Arc::clone(&operation.owner),
             operation.attempt,
             token.clone(),
             progress,
@@ -523,7 +534,8 @@ impl Inner {
                 Ok(Ok(value)) => Outcome::Succeeded(value),
                 Ok(Err(error)) => Outcome::Failed(error),
                 Err(payload) => {
-                    tracing::error!(operation_id = %operation.id, panic = %panic_message(payload.as_ref()), "operation panicked");
+                    tracing::error!(operation_id = %operation.id, owner = %operation.owner,
+                        panic = %panic_message(payload.as_ref()), "operation panicked");
                     Outcome::Failed(OperationError::internal())
                 }
             },

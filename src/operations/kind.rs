@@ -85,6 +85,7 @@ impl RetryPolicy {
 #[derive(Clone)]
 pub struct OperationContext {
     id: String,
+    owner: Arc<str>,
     attempt: u32,
     cancellation: CancellationToken,
     /// The latest report, picked up by the executor, which records it at most once every
@@ -96,12 +97,19 @@ pub struct OperationContext {
 impl OperationContext {
     pub(crate) fn new(
         id: String,
+        owner: Arc<str>,
         attempt: u32,
         cancellation: CancellationToken,
         progress: watch::Sender<Option<Progress>>,
         blocking: BlockingPool,
     ) -> Self {
-        Self { id, attempt, cancellation, progress, blocking }
+        Self { id, owner, attempt, cancellation, progress, blocking }
+    }
+
+    /// The caller that submitted the operation (an API key's id; `anonymous` with auth off):
+    /// for code that acts on the caller's behalf, or keeps its data apart.
+    pub fn owner(&self) -> &str {
+        &self.owner
     }
 
     /// The operation's id: with [`attempt`](Self::attempt), what makes side effects idempotent
@@ -270,6 +278,15 @@ impl Registry {
     pub fn register<K: OperationKind>(mut self, kind: K) -> Self {
         let previous = self.kinds.insert(K::NAME, Arc::new(Typed(Arc::new(kind))));
         assert!(previous.is_none(), "operation kind {:?} is registered twice", K::NAME);
+        self
+    }
+
+    /// Adds every kind of `other`, as [`register`](Self::register) would one by one.
+    pub fn merge(mut self, other: Registry) -> Self {
+        for (name, kind) in other.kinds {
+            let previous = self.kinds.insert(name, kind);
+            assert!(previous.is_none(), "operation kind {name:?} is registered twice");
+        }
         self
     }
 

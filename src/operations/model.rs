@@ -1,5 +1,7 @@
 //! What an operation is, as clients see it (Google AIP-151, in plain REST).
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -140,7 +142,7 @@ impl Outcome {
 /// A long-running operation, as clients see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({
-    "id": "9f1c2e4b6a8d4c0e9b7a5f3d1e2c4b6a", "kind": "sleep", "status": "running", "done": false,
+    "id": "9f1c2e4b6a8d4c0e9b7a5f3d1e2c4b6a", "kind": "sleep", "owner": "billing", "status": "running", "done": false,
     "input": {"ms": 3000, "steps": 3}, "progress": {"percent": 33, "message": "step 1 of 3"},
     "result": null, "error": null, "created_at": "2026-11-24T00:04:16.317536757Z",
     "started_at": "2026-11-24T00:04:16.318004934Z", "finished_at": null,
@@ -150,6 +152,12 @@ pub struct Operation {
     /// 128 random bits, hex-encoded.
     pub id: String,
     pub kind: String,
+    /// The caller that submitted it: its API key's id, or `anonymous` with auth off. Only its
+    /// owner (and a caller with `operations:admin`) sees it. Shared with the caller's own id
+    /// and with its other operations, not copied for each.
+    #[serde(default = "anonymous")]
+    #[schema(value_type = String)]
+    pub owner: Arc<str>,
     pub status: Status,
     /// Whether `status` is terminal (`succeeded`, `failed`, `cancelled`). Kept as a field so that
     /// one derive gives both the wire format and its schema; only [`Operation::finish`] sets it.
@@ -193,6 +201,14 @@ pub struct Operation {
 fn one() -> u32 {
     1
 }
+
+fn anonymous() -> Arc<str> {
+    Arc::from(ANONYMOUS)
+}
+
+/// The owner of what is submitted with auth off, and of every operation stored before owners
+/// were recorded.
+pub const ANONYMOUS: &str = "anonymous";
 
 impl Operation {
     /// Moves to the terminal state of `outcome`. Callers check that the operation is not

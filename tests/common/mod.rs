@@ -7,6 +7,7 @@
 pub mod postgres;
 pub mod process;
 pub mod proxy;
+pub mod testbed;
 
 use std::sync::Once;
 
@@ -46,8 +47,15 @@ fn init_logs() {
     });
 }
 
-/// The full application router (middleware included), ready as after start-up.
+/// The test bed's application router (middleware included; see [`testbed`]), ready as after
+/// start-up.
 pub fn router(settings: Settings) -> (App, AppState) {
+    router_with(settings, testbed::registry(), testbed::routes())
+}
+
+/// keel's own application, with its kinds and routes (`operations::kinds::registry()`,
+/// `http::routes()`), ready as after start-up: for tests of what keel itself registers.
+pub fn keel_router(settings: Settings) -> (App, AppState) {
     router_with(settings, keel::operations::kinds::registry(), keel::http::routes())
 }
 
@@ -116,9 +124,9 @@ pub struct TestApp {
     server: JoinHandle<std::io::Result<()>>,
 }
 
+/// The test bed (see [`testbed`]) on a real socket.
 pub async fn spawn_app(settings: Settings) -> TestApp {
-    let app = Application::build(settings).await.expect("application builds");
-    start(app)
+    spawn_app_with(settings, testbed::registry(), testbed::routes()).await
 }
 
 pub async fn spawn_app_with(settings: Settings, registry: Registry, routes: OpenApiRouter<AppState>) -> TestApp {

@@ -1,4 +1,5 @@
-//! keel as a child process: the real binary, configured by environment, logging JSON.
+//! keel as a child process, configured by environment, logging JSON: the real binary, or the
+//! test bed ([`super::testbed`]'s kinds and routes) served by this very test binary.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -21,10 +22,26 @@ pub struct Process {
 }
 
 impl Process {
+    /// The real `keel` binary, with keel's own kinds and routes.
     pub fn start(vars: &[(&str, &str)]) -> (Self, String) {
         let mut command = Command::new(env!("CARGO_BIN_EXE_keel"));
+        command.env_clear();
+        Self::spawn(command, vars)
+    }
+
+    /// The test bed, served the way `keel serve` serves: this test binary runs again, as a
+    /// child, with only [`serve_the_testbed`] selected.
+    pub fn testbed(vars: &[(&str, &str)]) -> (Self, String) {
+        let mut command = Command::new(std::env::current_exe().expect("the test binary's path"));
+        // Quiet, so that the harness writes nothing but a final `.` among keel's JSON lines.
+        command.args(["--exact", "common::process::serve_the_testbed", "--ignored", "--nocapture", "--quiet"]);
+        command.env_clear().env(TESTBED, "1");
+        Self::spawn(command, vars)
+    }
+
+    /// Starts `command` (its environment already cleared) with `vars` over the test settings.
+    fn spawn(mut command: Command, vars: &[(&str, &str)]) -> (Self, String) {
         command
-            .env_clear()
             .env("APP_ENV", "test")
             .env("APP_LOG__FORMAT", "json")
             .env("APP_LOG__FILTER", "debug")
@@ -85,5 +102,22 @@ impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Set in the environment of a test bed's child process.
+const TESTBED: &str = "KEEL_TESTBED";
+
+/// The test bed's server, in the child process [`Process::testbed`] starts; it returns at once
+/// anywhere else (`cargo test -- --ignored`, say).
+#[test]
+#[ignore = "the test bed's server: runs in the child process that Process::testbed starts"]
+fn serve_the_testbed() {
+    if std::env::var_os(TESTBED).is_none() {
+        return;
+    }
+    let settings = keel::config::Settings::load().expect("the test bed's settings load");
+    if keel::startup::serve(settings, super::testbed::registry(), super::testbed::routes()).is_err() {
+        std::process::exit(1);
     }
 }

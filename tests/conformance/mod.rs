@@ -53,7 +53,7 @@ macro_rules! store_conformance {
             a_retry_queues_the_operation_again_under_a_new_lease, a_released_lease_is_claimed_again_at_once,
             expire_queues_a_lost_operation_again_while_attempts_last, claim_many_takes_the_oldest_due_ones_up_to_its_limit,
             the_end_records_the_last_progress_report, concurrent_ends_each_get_their_own_answer,
-            concurrent_submissions_each_get_their_own_operation
+            concurrent_submissions_each_get_their_own_operation, each_operation_keeps_its_owner_and_listing_filters_by_it
         );
         store_conformance!(@two $make;
             two_handles_see_one_store, two_handles_a_cancel_reaches_the_other_worker,
@@ -86,11 +86,15 @@ macro_rules! store_conformance {
 
 type Store = Arc<dyn OperationStore>;
 
+/// The owner of what the cases create, unless they say otherwise.
+const OWNER: &str = "conformance";
+
 fn new_operation(kind: &str) -> NewOperation {
     let now = OffsetDateTime::now_utc();
     NewOperation {
         id: uuid::Uuid::new_v4().simple().to_string(),
         kind: kind.to_owned(),
+        owner: Arc::from(OWNER),
         input: json!({ "n": 1 }),
         created_at: now,
         deadline_at: now + Duration::from_secs(3600),
@@ -578,6 +582,27 @@ pub async fn listing_is_newest_first_and_filters(store: Store) {
     let cancelled = store.list(&cancelled).await.unwrap();
     assert_eq!(cancelled.operations.len(), 1);
     assert_eq!(cancelled.operations[0].id, a.id);
+}
+
+pub async fn each_operation_keeps_its_owner_and_listing_filters_by_it(store: Store) {
+    let owned_by = |owner: &str| NewOperation { owner: Arc::from(owner), ..new_operation("sleep") };
+    let alice = store.create(owned_by("alice"), ROOMY).await.unwrap().into_operation();
+    let bob = store.create(owned_by("bob"), ROOMY).await.unwrap().into_operation();
+    let alices_second = store.create(owned_by("alice"), ROOMY).await.unwrap().into_operation();
+    assert_eq!(&*alice.owner, "alice");
+    assert_eq!(&*store.get(&bob.id).await.unwrap().unwrap().owner, "bob", "the owner is stored");
+    let only = |owner: &str| ListQuery { owner: Some(Arc::from(owner)), page_size: 10, ..ListQuery::default() };
+    let alices = store.list(&only("alice")).await.unwrap().operations;
+    assert_eq!(
+        alices.iter().map(|op| op.id.as_str()).collect::<Vec<_>>(),
+        [alices_second.id.as_str(), alice.id.as_str()]
+    );
+    assert_eq!(store.list(&only("carol")).await.unwrap().operations, []);
+    let everyone = store.list(&ListQuery { page_size: 10, ..ListQuery::default() }).await.unwrap().operations;
+    assert!(everyone.iter().any(|op| op.id == bob.id) && everyone.iter().any(|op| op.id == alice.id));
+    let claim = store.claim("worker", LEASE).await.unwrap().unwrap();
+    let done = store.finish(&claim.lease, Outcome::Succeeded(json!(1)), None).await.unwrap();
+    assert_eq!(done.owner, claim.operation.owner, "the owner survives every change");
 }
 
 pub async fn paging_neither_skips_nor_repeats_while_operations_arrive(store: Store) {

@@ -1,15 +1,16 @@
 //! What the README's guides build, checked once scripts/guides.py has followed them on a copy
 //! of the tree (scripts/test-guides.sh copies this file into that copy's tests/). Not part of
-//! this tree's own tests: here neither `/greet`, `wordcount` nor `[greet]` exists.
+//! this tree's own tests: here neither `/greet`, `wordcount` nor `[greet]` exists, and the
+//! examples and the demo kinds are still in.
 
 mod common;
 
-use common::{get, post_json, router, settings};
+use common::{get, keel_router, post_json, settings};
 use serde_json::json;
 
 #[tokio::test]
 async fn the_endpoint_guide_gives_a_documented_endpoint_behind_the_middleware() {
-    let (app, _) = router(settings());
+    let (app, _) = keel_router(settings());
     let answer = get(&app, "/greet?name=x").await;
     assert_eq!(answer.status, 200, "{}", answer.text());
     assert_eq!(answer.text(), "Hello, x!");
@@ -27,7 +28,7 @@ async fn the_endpoint_guide_gives_a_documented_endpoint_behind_the_middleware() 
 
 #[tokio::test]
 async fn the_kind_guide_gives_a_kind_that_runs_and_is_documented() {
-    let (app, _) = router(settings());
+    let (app, _) = keel_router(settings());
     let answer =
         post_json(&app, "/v1/operations", json!({ "kind": "wordcount", "input": { "text": "a b A c", "top": 1 } }))
             .await;
@@ -51,4 +52,19 @@ fn the_configuration_guide_gives_a_key_with_a_default_an_override_and_a_check() 
     let refused = keel::config::Settings::load_from([("APP_GREET__GREETING".to_owned(), " ".to_owned())]);
     let error = refused.unwrap_err().to_string();
     assert!(error.contains("greet.greeting"), "{error}");
+}
+
+#[tokio::test]
+async fn the_removal_guide_leaves_neither_the_examples_nor_the_demo_kinds() {
+    let (app, _) = keel_router(settings());
+    get(&app, "/examples/fanout?n=1&ms=1").await.problem(404, "not-found");
+    post_json(&app, "/v1/operations", json!({ "kind": "sleep", "input": { "ms": 1 } }))
+        .await
+        .problem(422, "validation-failed");
+    assert_eq!(keel::operations::kinds::registry().names(), ["wordcount"], "the guide's kind is all that is left");
+    let doc = get(&app, "/openapi.json").await.json();
+    let paths: Vec<_> = doc["paths"].as_object().unwrap().keys().filter(|path| path.starts_with("/examples")).collect();
+    assert!(paths.is_empty(), "{paths:?}");
+    assert!(doc["tags"].as_array().unwrap().iter().all(|tag| tag["name"] != "examples"), "{}", doc["tags"]);
+    assert!(doc["components"]["schemas"]["Submit.sleep"].is_null());
 }

@@ -1,5 +1,6 @@
 //! `/examples/*`: request-scoped async patterns, each the tokio answer to a Tornado construct.
-//! Delete this folder and its line in `http/mod.rs` to drop them.
+//! The README's "Removing the examples" drops them: this folder, its lines in `http/mod.rs` and
+//! `tests/examples.rs`.
 //!
 //! | endpoint | Tornado | tokio |
 //! |---|---|---|
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 use axum::extract::State;
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -25,8 +26,16 @@ pub const MAX_FANOUT_MS: u64 = 5_000;
 pub const MAX_PRIME_LIMIT: usize = 5_000_000;
 pub const MAX_SLEEP_MS: u64 = 600_000;
 
+/// The examples' tag, declared here so that it goes when this folder goes.
+#[derive(OpenApi)]
+#[openapi(tags((name = "examples", description = "Request-scoped async patterns (`src/http/examples/`)")))]
+struct ExamplesDoc;
+
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(fanout)).routes(routes!(blocking)).routes(routes!(sleep))
+    OpenApiRouter::with_openapi(ExamplesDoc::openapi())
+        .routes(routes!(fanout))
+        .routes(routes!(blocking))
+        .routes(routes!(sleep))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -1,16 +1,18 @@
 //! The middleware stack, outermost first. The order matters and is deliberate:
 //!
-//! 1. **observe** (`observe.rs`): `Authorization`, `Cookie` and `Set-Cookie` marked sensitive
-//!    before anything could log them; the request id and the matched route, so every later
-//!    layer, log line and error body can name the request; then one access-log line and the
-//!    metrics per request;
+//! 1. **observe** (`observe.rs`): `Authorization`, `X-API-Key`, `Cookie` and `Set-Cookie`
+//!    marked sensitive before anything could log them; the request id and the matched route, so
+//!    every later layer, log line and error body can name the request; then one access-log line
+//!    and the metrics per request, and the hardening headers on every response (`hardening.rs`);
 //! 2. **guard** (`guard.rs`): the timeout (a slow handler is dropped and the client gets 503),
 //!    panic isolation (500, and the server keeps serving), problem rendering (every error
 //!    below becomes `application/problem+json`) and the body limit (enforced when a handler
 //!    reads the body, so an oversized one gets 413);
 //! 3. **CORS**, when `server.cors_allowed_origins` is set;
 //! 4. **compression**, when `server.compression` is on. Inside the problem renderer, which drops
-//!    the encoding of any body it replaces.
+//!    the encoding of any body it replaces;
+//! 5. **authentication**, then **rate limits**, when on (`http/auth.rs`, `http/rate_limit.rs`,
+//!    added by `http::app`): who the caller is, then whether it may call again so soon.
 //!
 //! observe and guard wrap the whole router, once: axum's `Router::layer` would wrap each route
 //! on its own and clone the wrapped route for every request (see `route_table.rs`, which is how
@@ -18,6 +20,7 @@
 //! `Router::layer`, so that they cost nothing when they are off.
 
 mod guard;
+mod hardening;
 mod observe;
 mod problem;
 mod request_id;
@@ -37,6 +40,7 @@ use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub use request_id::{REQUEST_ID_HEADER, RequestId};
+pub use route_table::UNMATCHED as UNMATCHED_ROUTE;
 
 use crate::config::{LogFormat, Settings};
 use guard::{Guard, GuardFuture, GuardLayer};
@@ -45,7 +49,24 @@ use observe::{Observe, ObserveFuture, ObserveLayer};
 /// A router behind keel's middleware: what keel serves, and what tests send requests to with
 /// `tower::ServiceExt::oneshot`. Cheap to clone.
 #[derive(Clone)]
-pub struct App(Observe<Guard<Router>>);
+pub struct App {
+    inner: Observe<Guard<Router>>,
+    /// The client's address, on a connection's own copy, when something needs it (rate limits
+    /// for anonymous callers): each request then carries it as a [`ClientAddr`].
+    peer: Option<std::net::IpAddr>,
+}
+
+/// The address of the client that sent a request, as its TCP connection says (never a header a
+/// client could forge).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub std::net::IpAddr);
+
+impl App {
+    /// This app, for one connection from `peer`: its requests carry [`ClientAddr`].
+    pub fn for_peer(&self, peer: std::net::IpAddr) -> Self {
+        Self { inner: self.inner.clone(), peer: Some(peer) }
+    }
+}
 
 /// Puts `router` behind keel's middleware. `templates` are its routes (axum's syntax:
 /// `/v1/operations/{id}`), which requests are labelled with in logs and metrics; a request to
@@ -65,7 +86,7 @@ where
     let guard = GuardLayer::new(server.request_timeout(), server.body_limit_bytes);
     let open_spans = settings.log.format == LogFormat::Pretty;
     let observe = ObserveLayer::new(templates, settings.metrics.enabled, open_spans);
-    App(observe.layer(guard.layer(router)))
+    App { inner: observe.layer(guard.layer(router)), peer: None }
 }
 
 impl<B> Service<Request<B>> for App
@@ -78,12 +99,15 @@ where
     type Future = ObserveFuture<GuardFuture<<Router as Service<Request>>::Future>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.0.poll_ready(cx)
+        self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        if let Some(peer) = self.peer {
+            request.extensions_mut().insert(ClientAddr(peer));
+        }
         // hyper's body, boxed once as axum would box it.
-        self.0.call(request.map(Body::new))
+        self.inner.call(request.map(Body::new))
     }
 }
 

@@ -29,6 +29,7 @@ use tokio::task::futures::TaskLocalFuture;
 use tower::{Layer, Service};
 use tracing::Span;
 
+use super::hardening::{self, Hardening};
 use super::request_id::{self, REQUEST_ID_HEADER};
 use super::request_metrics::{InFlight, RequestMetrics, RouteMetrics};
 use super::route_table::RouteTable;
@@ -44,6 +45,7 @@ pub struct ObserveLayer {
 /// A route as the middleware sees it: its template, and its metrics unless they are off.
 struct ObservedRoute {
     template: &'static str,
+    hardening: Hardening,
     metrics: Option<Arc<RouteMetrics>>,
 }
 
@@ -59,6 +61,7 @@ impl ObserveLayer {
         let shared = record_metrics.then(|| Arc::new(RequestMetrics::new()));
         let routes = RouteTable::new(templates, |template| ObservedRoute {
             template,
+            hardening: hardening::for_route(template),
             metrics: shared.as_ref().map(|shared| Arc::new(RouteMetrics::new(Arc::clone(shared), template))),
         });
         Self { routes: Arc::new(routes), open_spans }
@@ -107,7 +110,7 @@ where
         // Builds the handler's future; its code runs when the future is polled, in the request's
         // context (a panic here is turned into a response, and logged, when guard is polled).
         let inner = self.inner.call(request);
-        ObserveFuture { inner: context.scope(Logged { inner, started }), span, in_flight }
+        ObserveFuture { inner: context.scope(Logged { inner, started }), span, in_flight, hardening: route.hardening }
     }
 }
 
@@ -122,6 +125,7 @@ pin_project! {
         // `None` when metrics are off. Dropped with the future, so a request whose client went
         // away is counted out too.
         in_flight: Option<InFlight>,
+        hardening: Hardening,
     }
 }
 
@@ -142,6 +146,7 @@ where
             response.headers_mut().insert(REQUEST_ID_HEADER, context.id.header_value());
         }
         mark_sensitive(response.headers_mut());
+        hardening::apply(this.hardening, response.headers_mut());
         Poll::Ready(Ok(response))
     }
 }
@@ -198,7 +203,8 @@ fn log_finished(status: StatusCode, elapsed: Duration) {
 }
 
 /// Headers that carry credentials.
-const SENSITIVE: [HeaderName; 3] = [header::AUTHORIZATION, header::COOKIE, header::SET_COOKIE];
+const SENSITIVE: [HeaderName; 4] =
+    [header::AUTHORIZATION, header::COOKIE, header::SET_COOKIE, HeaderName::from_static("x-api-key")];
 
 /// One pass over the headers: a request carries a handful, and comparing a standard header
 /// name is an integer comparison, where looking each credential header up would hash it.

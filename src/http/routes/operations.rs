@@ -12,14 +12,17 @@ use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tokio::sync::watch;
 use utoipa::{IntoParams, ToSchema};
 
+use crate::config::Scope;
+use crate::http::auth::Caller;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{Json, Path, Query, saturating_count, whole_number};
 use crate::http::location;
 use crate::http::state::AppState;
 use crate::operations::store::{ListQuery, PageToken};
-use crate::operations::{Operation, Status, Submission};
+use crate::operations::{Executor, Operation, OperationsError, Status, Submission};
 
 const OPERATION_LOCATION: HeaderName = HeaderName::from_static("operation-location");
 const PREFERENCE_APPLIED: HeaderName = HeaderName::from_static("preference-applied");
@@ -33,9 +36,8 @@ const POLL_AFTER_SECS: u32 = 1;
 /// A submission: which kind to run, with what input, within what time.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({ "kind": "sleep", "input": { "ms": 3000, "steps": 3 }, "timeout_ms": 60000 }))]
 pub struct SubmitRequest {
-    /// A registered kind: `sleep`, `fanout`, `digest`, `fail`, `panic`, `flaky`, or your own.
+    /// The name of a registered kind.
     kind: String,
     /// The kind's input; each kind documents its fields.
     #[serde(default = "empty_object")]
@@ -59,6 +61,7 @@ fn empty_object() -> Value {
 /// Submits an operation: 202 with `Operation-Location`, or 200 with the finished operation when
 /// `Prefer: wait=N` was given and it finished in time.
 #[utoipa::path(post, path = "/v1/operations", tag = "operations",
+    security(("bearer" = ["operations:write"]), ("api_key" = ["operations:write"])),
     request_body = SubmitRequest,
     params(
         ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]{1,255}$", description = "Retries with the same key and body return the same operation (1 to 255 visible ASCII characters; anything else is a 400). A key is kept for `operations.idempotency_key_ttl_ms` (24 hours by default) from its first use, even if its operation is deleted sooner; the same key with another body is a 422."),
@@ -81,14 +84,17 @@ fn empty_object() -> Value {
 )]
 pub async fn submit(
     State(state): State<AppState>,
+    caller: Caller,
     uri: Uri,
     headers: HeaderMap,
     Json(request): Json<SubmitRequest>,
 ) -> Result<Response, ApiError> {
+    caller.require(Scope::Write)?;
     if request.timeout_ms == Some(0) {
         return Err(ApiError::Unprocessable("`timeout_ms` must be greater than 0".to_owned()));
     }
     let submission = Submission {
+        owner: caller.shared_id(),
         kind: request.kind,
         input: request.input,
         timeout: request.timeout_ms.map(Duration::from_millis),
@@ -164,6 +170,7 @@ fn preferred_wait(headers: &HeaderMap) -> Option<Duration> {
 /// Gets an operation. While it is not done, `Retry-After` says when to poll again, as the Azure
 /// guidelines ask of a status monitor.
 #[utoipa::path(get, path = "/v1/operations/{id}", tag = "operations",
+    security(("bearer" = ["operations:read"]), ("api_key" = ["operations:read"])),
     params(("id" = String, Path, description = "The operation's id")),
     responses(
         (status = 200, description = "The operation", body = Operation, headers(
@@ -172,8 +179,28 @@ fn preferred_wait(headers: &HeaderMap) -> Option<Duration> {
         (status = 404, description = "No operation has this id", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn fetch(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    Ok(polled(state.executor.get(&id).await?))
+pub async fn fetch(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::Read)?;
+    Ok(polled(visible(&state, &caller, &id).await?))
+}
+
+/// `id`'s operation, if `caller` may see it (its own; any with `operations:admin`). Another
+/// caller's is `404`, exactly as an id that does not exist: one read either way, and the same
+/// problem, so that nothing tells them apart.
+async fn visible(state: &AppState, caller: &Caller, id: &str) -> Result<Operation, ApiError> {
+    let operation = state.executor.get(id).await?;
+    if caller.sees(&operation.owner) { Ok(operation) } else { Err(OperationsError::NotFound.into()) }
+}
+
+/// A live view of `id`'s operation, if `caller` may see it (as [`visible`]).
+async fn watch_visible(state: &AppState, caller: &Caller, id: &str) -> Result<watch::Receiver<Operation>, ApiError> {
+    let changes = state.executor.watch(id).await?;
+    let seen = caller.sees(&changes.borrow().owner);
+    if seen { Ok(changes) } else { Err(OperationsError::NotFound.into()) }
 }
 
 /// An operation as a poll's answer: `200`, with `Retry-After` while it is not done.
@@ -218,6 +245,7 @@ pub struct ListResponse {
 /// `GET /v1/operations`: newest first, in pages. A page size above the maximum is lowered to it
 /// (AIP-158); zero, or a token this server did not issue, is a 400.
 #[utoipa::path(get, path = "/v1/operations", tag = "operations",
+    security(("bearer" = ["operations:read"]), ("api_key" = ["operations:read"])),
     params(ListParams),
     responses(
         (status = 200, description = "A page of operations, newest first", body = ListResponse),
@@ -226,8 +254,10 @@ pub struct ListResponse {
 )]
 pub async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     Query(params): Query<ListParams>,
 ) -> Result<axum::Json<ListResponse>, ApiError> {
+    caller.require(Scope::Read)?;
     let status = params.status.as_deref().map(str::parse::<Status>).transpose().map_err(ApiError::InvalidRequest)?;
     let page_size = match params.page_size {
         Some(0) => return Err(ApiError::InvalidRequest("`page_size` must be at least 1".to_owned())),
@@ -242,7 +272,9 @@ pub async fn list(
             )
         })?),
     };
-    let query = ListQuery { status, kind: params.kind, page_size, page_token };
+    // A caller lists its own operations; `operations:admin` lists everyone's.
+    let owner = (!caller.has(Scope::Admin)).then(|| caller.shared_id());
+    let query = ListQuery { owner, status, kind: params.kind, page_size, page_token };
     let page = state.executor.list(&query).await?;
     Ok(axum::Json(ListResponse {
         operations: page.operations,
@@ -261,6 +293,7 @@ pub struct WaitParams {
 /// `GET /v1/operations/{id}/wait`: answers as soon as the operation is done, or with its current
 /// state when the timeout passes; `done` says which.
 #[utoipa::path(get, path = "/v1/operations/{id}/wait", tag = "operations",
+    security(("bearer" = ["operations:read"]), ("api_key" = ["operations:read"])),
     params(("id" = String, Path, description = "The operation's id"), WaitParams),
     responses(
         (status = 200, description = "The operation, done or as it was when the timeout passed", body = Operation, headers(
@@ -272,15 +305,18 @@ pub struct WaitParams {
 )]
 pub async fn wait(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     Query(params): Query<WaitParams>,
 ) -> Result<Response, ApiError> {
+    caller.require(Scope::Read)?;
     let max_ms = state.settings.operations.max_wait_ms;
     let timeout_ms = params.timeout_ms.unwrap_or(max_ms);
     if timeout_ms > max_ms {
         return Err(ApiError::InvalidRequest(format!("`timeout_ms` must be at most {max_ms}")));
     }
-    Ok(polled(state.executor.wait(&id, Duration::from_millis(timeout_ms)).await?))
+    let changes = watch_visible(&state, &caller, &id).await?;
+    Ok(polled(Executor::wait_on(changes, Duration::from_millis(timeout_ms)).await))
 }
 
 /// `POST /v1/operations/{id}/cancel`: `200` with the operation, which is `cancelled` from now on.
@@ -288,6 +324,7 @@ pub async fn wait(
 /// stop, but nothing it does later can change the terminal state), so there is nothing left to
 /// accept; the Azure guidelines answer a cancel that way.
 #[utoipa::path(post, path = "/v1/operations/{id}/cancel", tag = "operations",
+    security(("bearer" = ["operations:write"]), ("api_key" = ["operations:write"])),
     params(("id" = String, Path, description = "The operation's id")),
     responses(
         (status = 200, description = "Canceled: the operation in its terminal state", body = Operation),
@@ -295,13 +332,20 @@ pub async fn wait(
         (status = 409, description = "The operation had already finished", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::Write)?;
+    visible(&state, &caller, &id).await?;
     let cancelled = state.executor.cancel(&id).await?;
     Ok(axum::Json(cancelled).into_response())
 }
 
 /// `DELETE /v1/operations/{id}`: forgets a finished operation.
 #[utoipa::path(delete, path = "/v1/operations/{id}", tag = "operations",
+    security(("bearer" = ["operations:write"]), ("api_key" = ["operations:write"])),
     params(("id" = String, Path, description = "The operation's id")),
     responses(
         (status = 204, description = "Deleted"),
@@ -309,7 +353,13 @@ pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Re
         (status = 409, description = "Still queued or running; cancel it first", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Scope::Write)?;
+    visible(&state, &caller, &id).await?;
     state.executor.delete(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -329,6 +379,7 @@ pub struct OperationEvent {
 /// operation first and at every change of status or progress, ending after the terminal state.
 /// A slow reader may see progress coalesced, never a missed terminal state.
 #[utoipa::path(get, path = "/v1/operations/{id}/events", tag = "operations",
+    security(("bearer" = ["operations:read"]), ("api_key" = ["operations:read"])),
     params(("id" = String, Path, description = "The operation's id")),
     responses(
         (status = 200, description = "`operation` events, each carrying the whole operation as JSON; the stream ends after the terminal state",
@@ -338,9 +389,11 @@ pub struct OperationEvent {
 )]
 pub async fn events(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let changes = state.executor.watch(&id).await?;
+    caller.require(Scope::Read)?;
+    let changes = watch_visible(&state, &caller, &id).await?;
     let stream = futures_util::stream::unfold((changes, true, false), |(mut changes, first, ended)| async move {
         if ended || (!first && changes.changed().await.is_err()) {
             return None;

@@ -1,7 +1,8 @@
 //! Every operation kind this service runs, registered in one place.
 //!
 //! To add a kind: write a type implementing [`OperationKind`](super::OperationKind) in a file
-//! of its own here (see `demo/sleep.rs` for the shape), then add one `.register(...)` line below.
+//! of its own here (the README's "Adding an operation kind" shows one), then register it in
+//! `registry()`.
 
 pub mod demo;
 
@@ -9,6 +10,8 @@ use super::Registry;
 
 /// The kinds that `POST /v1/operations` accepts.
 pub fn registry() -> Registry {
-    // Delete this line and the `demo` folder to drop the demonstration kinds.
-    demo::register(Registry::new())
+    Registry::new()
+        // The demonstration kinds: delete this line and `pub mod demo;` to drop them (the README
+        // says what else goes with them).
+        .merge(demo::registry())
 }

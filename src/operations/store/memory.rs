@@ -199,6 +199,7 @@ impl OperationStore for MemoryStore {
         let operation = Operation {
             id: new.id.clone(),
             kind: new.kind,
+            owner: new.owner,
             status: Status::Queued,
             done: false,
             input: new.input,
@@ -242,7 +243,10 @@ impl OperationStore for MemoryStore {
         let mut more = false;
         for (seq, id) in inner.by_seq.range(..before).rev() {
             let op = inner.records[id].state.borrow();
-            if query.status.is_some_and(|s| s != op.status) || query.kind.as_ref().is_some_and(|k| *k != op.kind) {
+            if query.status.is_some_and(|s| s != op.status)
+                || query.kind.as_ref().is_some_and(|k| *k != op.kind)
+                || query.owner.as_ref().is_some_and(|owner| *owner != op.owner)
+            {
                 continue;
             }
             if operations.len() == query.page_size {

@@ -115,6 +115,8 @@ pub trait OperationStore: Send + Sync + 'static {
 pub struct NewOperation {
     pub id: String,
     pub kind: String,
+    /// The caller submitting it.
+    pub owner: std::sync::Arc<str>,
     pub input: Value,
     pub created_at: OffsetDateTime,
     pub deadline_at: OffsetDateTime,
@@ -173,6 +175,8 @@ pub struct Claim {
 
 #[derive(Debug, Clone, Default)]
 pub struct ListQuery {
+    /// Only this caller's operations; `None` for everyone's.
+    pub owner: Option<std::sync::Arc<str>>,
     pub status: Option<Status>,
     pub kind: Option<String>,
     pub page_size: usize,

@@ -1,4 +1,5 @@
-// A client generated from keel's /openapi.json, used as a user would: openapi-typescript makes
+// A client generated from the /openapi.json of keel's test bed (keel's routes and operation
+// layer, with the tests' kinds: tests/common/testbed.rs), used as a user would: openapi-typescript makes
 // the types (generated/keel.d.ts, by scripts/clients.sh from the live server), openapi-fetch
 // makes the calls. tsc checks the types before this runs, including three submissions below
 // that must not compile (each marked as an expected error): the document says what each kind
@@ -15,8 +16,8 @@ type Submission = components["schemas"]["SubmitRequest"];
 const misspelled: Submission = { kind: "sleep", input: { seconds: 3 } };
 // @ts-expect-error no kind is called `teleport`.
 const unknownKind: Submission = { kind: "teleport" };
-// @ts-expect-error `fanout` needs `n` and `ms`.
-const incomplete: Submission = { kind: "fanout", input: { n: 3 } };
+// @ts-expect-error `flaky` needs `failures`.
+const incomplete: Submission = { kind: "flaky", input: { ms: 3 } };
 void [misspelled, unknownKind, incomplete];
 
 const baseUrl = process.argv[2];
@@ -41,7 +42,7 @@ async function submitAndWait(): Promise<string> {
     params: { path: { id: submitted.id }, query: { timeout_ms: 2000 } },
   });
   check(data?.status === "succeeded", `waited: ${JSON.stringify(data)}`);
-  const result = data.result as components["schemas"]["SleepOutput"];
+  const result = data.result as components["schemas"]["Slept"];
   check(result.slept_ms === 200, `result ${JSON.stringify(result)}`);
   return submitted.id;
 }

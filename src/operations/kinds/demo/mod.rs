@@ -1,5 +1,5 @@
-//! Demonstration kinds, each the tokio answer to a Tornado pattern. Delete this folder (and its
-//! line in `kinds/mod.rs`) when you no longer want them.
+//! Demonstration kinds, each the tokio answer to a Tornado pattern. The README's "Removing the
+//! demo kinds" drops them: this folder, its two lines in `kinds/mod.rs` and `tests/demo_kinds.rs`.
 
 mod digest;
 mod fanout;
@@ -13,6 +13,7 @@ pub use sleep::Sleep;
 
 use crate::operations::Registry;
 
-pub fn register(registry: Registry) -> Registry {
-    registry.register(Sleep).register(Fanout).register(Digest).register(Fail).register(Panic).register(Flaky)
+/// Every demonstration kind.
+pub fn registry() -> Registry {
+    Registry::new().register(Sleep).register(Fanout).register(Digest).register(Fail).register(Panic).register(Flaky)
 }

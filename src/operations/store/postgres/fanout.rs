@@ -509,6 +509,7 @@ mod tests {
         Operation {
             id: id.to_owned(),
             kind: "sleep".to_owned(),
+            owner: std::sync::Arc::from("billing"),
             status: crate::operations::model::Status::Running,
             done: false,
             input,

@@ -219,8 +219,8 @@ impl OperationStore for PostgresStore {
         // replicas may each see the last free place, so it can be passed by as many submissions
         // as arrive at that same instant: a back-pressure limit, not an exact one.
         let insert = returning(
-            "INSERT INTO keel_operations (id, kind, status, input, created_at, deadline_at, max_attempts, not_before)
-             SELECT $1, $2, 'queued', $3, $4, $5, $7, $8
+            "INSERT INTO keel_operations (id, kind, status, input, created_at, deadline_at, max_attempts, not_before, owner)
+             SELECT $1, $2, 'queued', $3, $4, $5, $7, $8, $9
              WHERE (SELECT count(*) FROM keel_operations WHERE status = 'queued') < $6",
         );
         let capacity = i64::try_from(queue_capacity).unwrap_or(i64::MAX);
@@ -232,7 +232,8 @@ impl OperationStore for PostgresStore {
             .bind(new.deadline_at)
             .bind(capacity)
             .bind(i32::try_from(new.max_attempts).unwrap_or(i32::MAX))
-            .bind(new.not_before);
+            .bind(new.not_before)
+            .bind(&*new.owner);
         let Some(idem) = &new.idempotency else {
             // Without a key, one statement.
             let row = query.fetch_optional(&self.pool).await.map_err(classify)?;
@@ -296,6 +297,7 @@ impl OperationStore for PostgresStore {
         let sql = format!(
             "SELECT {OPERATION_COLUMNS} FROM keel_operations
              WHERE seq < $1 AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR kind = $3)
+               AND ($5::text IS NULL OR owner = $5)
              ORDER BY seq DESC LIMIT $4 + 1"
         );
         let rows = sqlx::query(&sql)
@@ -303,6 +305,7 @@ impl OperationStore for PostgresStore {
             .bind(query.status.map(|status| status.as_str()))
             .bind(query.kind.as_deref())
             .bind(limit)
+            .bind(query.owner.as_deref())
             .fetch_all(&self.pool)
             .await
             .map_err(classify)?;

@@ -12,7 +12,7 @@ use crate::operations::model::{Operation, OperationError, Progress, Status};
 use crate::operations::store::StoreError;
 
 /// The columns [`operation_from_row`] reads, plus those the store reads itself.
-pub const OPERATION_COLUMNS: &str = "seq, id, kind, status, input, progress_percent, progress_message, result, error, \
+pub const OPERATION_COLUMNS: &str = "seq, id, kind, owner, status, input, progress_percent, progress_message, result, error, \
      created_at, started_at, finished_at, deadline_at, attempt, max_attempts, not_before, lease_token, version";
 
 /// The operation in `row`, and its version.
@@ -28,6 +28,7 @@ pub fn operation_from_row(row: &PgRow) -> Result<(Operation, i64), StoreError> {
     let operation = Operation {
         id: row.try_get("id").map_err(classify)?,
         kind: row.try_get("kind").map_err(classify)?,
+        owner: Arc::from(row.try_get::<&str, _>("owner").map_err(classify)?),
         status,
         done: status.is_terminal(),
         input,

@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""What access control costs a request, counted by callgrind as bench/instructions.py counts:
+instructions per authenticated `GET /v1/operations/{id}` (an operation that exists), with auth
+off, with an API key, and with an API key and rate limits on. Run by `make bench`.
+
+    python3 bench/auth.py
+"""
+
+import hashlib
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from instructions import ROOT, count, free_port
+
+KEY = "bench-key-" + "0123456789abcdef" * 3
+
+
+def submitted_operation(headers):
+    """`prepare` for count(): submits one operation, returns its path."""
+
+    def prepare(connection):
+        body = json.dumps({"kind": "sleep", "input": {"ms": 0}})
+        connection.request("POST", "/v1/operations", body=body, headers={**headers, "content-type": "application/json"})
+        response = connection.getresponse()
+        operation = json.loads(response.read())
+        if response.status != 202:
+            raise RuntimeError(f"submit answered {response.status}: {operation}")
+        return f"/v1/operations/{operation['id']}"
+
+    return prepare
+
+
+def main():
+    subprocess.run(["cargo", "build", "--profile", "profiling", "--locked", "--bin", "keel"], cwd=ROOT, check=True)
+    binary = [str(ROOT / "target" / "profiling" / "keel")]
+    digest = hashlib.sha256(KEY.encode()).hexdigest()
+    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as config:
+        config.write(
+            '[auth]\nmode = "api_key"\n[[auth.api_keys]]\nid = "bench"\n'
+            f'sha256 = "{digest}"\nscopes = ["operations:read", "operations:write"]\n'
+            "[metrics]\nport = 0\n"
+        )
+    keyed = {"authorization": f"Bearer {KEY}"}
+    runs = [
+        ("auth off", {"APP_AUTH__ALLOW_ANONYMOUS": "true"}, {}),
+        ("API key", {"APP_CONFIG_FILE": config.name}, keyed),
+        # Buckets too large to run dry: what is counted is the check, never a refusal.
+        ("API key and rate limits", {
+            "APP_CONFIG_FILE": config.name, "APP_RATE_LIMIT__ENABLED": "true",
+            "APP_RATE_LIMIT__READS_PER_SECOND": "1000000", "APP_RATE_LIMIT__READS_BURST": "1000000",
+        }, keyed),
+    ]
+    figures = []
+    for label, settings, headers in runs:
+        port = free_port()
+        env = {
+            "APP_ENV": "production", "APP_RATE_LIMIT__ENABLED": "false", "APP_SERVER__HOST": "127.0.0.1",
+            "APP_SERVER__PORT": str(port), "PORT_FOR_BENCH": str(port), **settings,
+        }
+        figures.append((label, count("keel-auth", binary, env, submitted_operation(headers), headers)))
+    Path(config.name).unlink()
+    base = figures[0][1]
+    print("instructions per GET /v1/operations/{id}:")
+    for label, figure in figures:
+        extra = f" (+{figure - base:,.0f}, +{(figure - base) / base:.1%})" if figure != base else ""
+        print(f"  {label}: {figure:,.0f}{extra}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
