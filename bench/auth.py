@@ -1,12 +1,17 @@
 #!/usr/bin/env python3
 """What access control costs a request, counted by callgrind as bench/instructions.py counts:
 instructions per authenticated `GET /v1/operations/{id}` (an operation that exists), with auth
-off, with an API key, and with an API key and rate limits on. Run by `make bench`.
+off, with an API key, with an API key and rate limits on, and with a JWT (RS256, the usual
+identity provider's, and HS256). Run by `make bench`.
+
+The RS256 token is made as the README's example makes one (scripts/dev_token.py, with the tests'
+key, tests/fixtures/jwt-test-rsa.pem); the HS256 one here, with the standard library.
 
     python3 bench/auth.py
 """
 
 import hashlib
+import hmac
 import json
 import subprocess
 import sys
@@ -16,6 +21,17 @@ from pathlib import Path
 from instructions import ROOT, count, free_port
 
 KEY = "bench-key-" + "0123456789abcdef" * 3
+RSA_KEY = ROOT / "tests" / "fixtures" / "jwt-test-rsa.pem"
+HMAC_SECRET = b"bench-hmac-secret-0123456789abcdef"
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import dev_token  # noqa: E402  (scripts/dev_token.py: the README's local identity provider)
+
+
+def hs256(claims):
+    header = dev_token.b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": "hs-1"}).encode())
+    message = f"{header}.{dev_token.b64(json.dumps(claims).encode())}"
+    return f"{message}.{dev_token.b64(hmac.new(HMAC_SECRET, message.encode(), hashlib.sha256).digest())}"
 
 
 def submitted_operation(headers):
@@ -43,6 +59,15 @@ def main():
             f'sha256 = "{digest}"\nscopes = ["operations:read", "operations:write"]\n'
             "[metrics]\nport = 0\n"
         )
+    key_set = dev_token.jwks(RSA_KEY)
+    key_set["keys"].append({"kty": "oct", "kid": "hs-1", "alg": "HS256", "k": dev_token.b64(HMAC_SECRET)})
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as key_set_file:
+        json.dump(key_set, key_set_file)
+    jwt_settings = {
+        "APP_AUTH__MODE": "jwt", "APP_METRICS__PORT": "0", "APP_AUTH__JWT__ISSUER": dev_token.ISSUER,
+        "APP_AUTH__JWT__AUDIENCE": dev_token.AUDIENCE, "APP_AUTH__JWT__JWKS_FILE": key_set_file.name,
+    }
+    claims = dev_token.claims("bench", "operations:read operations:write", ttl=86400)
     keyed = {"authorization": f"Bearer {KEY}"}
     runs = [
         ("auth off", {"APP_AUTH__ALLOW_ANONYMOUS": "true"}, {}),
@@ -52,6 +77,8 @@ def main():
             "APP_CONFIG_FILE": config.name, "APP_RATE_LIMIT__ENABLED": "true",
             "APP_RATE_LIMIT__READS_PER_SECOND": "1000000", "APP_RATE_LIMIT__READS_BURST": "1000000",
         }, keyed),
+        ("JWT, RS256", jwt_settings, {"authorization": f"Bearer {dev_token.token(RSA_KEY, claims)}"}),
+        ("JWT, HS256", jwt_settings, {"authorization": f"Bearer {hs256(claims)}"}),
     ]
     figures = []
     for label, settings, headers in runs:
@@ -62,6 +89,7 @@ def main():
         }
         figures.append((label, count("keel-auth", binary, env, submitted_operation(headers), headers)))
     Path(config.name).unlink()
+    Path(key_set_file.name).unlink()
     base = figures[0][1]
     print("instructions per GET /v1/operations/{id}:")
     for label, figure in figures:

@@ -24,6 +24,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::blocking::BlockingPool;
 use crate::config::{ServerSettings, Settings, StoreKind};
+use crate::http::auth::{Authenticator, JwksError};
 use crate::http::header_timer::HeaderTimer;
 use crate::http::{self, App, AppState, Shared};
 use crate::lifecycle::{Lifecycle, Phase};
@@ -47,6 +48,8 @@ pub enum StartupError {
     Listen(#[from] std::io::Error),
     #[error("cannot open the operation store: {0}")]
     Store(#[from] StoreError),
+    #[error("cannot load the JWT key set (auth.jwt): {0}")]
+    Auth(#[from] JwksError),
 }
 
 /// The `serve` command: logging, a multi-threaded runtime, and the application built with
@@ -99,6 +102,11 @@ impl Application {
             None => None,
         };
         let state = build_state_with_store(settings, registry, store);
+        if let Some(auth) = &state.auth
+            && let Some(keys) = auth.prepare().await?
+        {
+            tracing::info!(keys, "JWT key set loaded");
+        }
         let app = http::app(routes, state.clone());
         let metrics = metrics.map(|listener| (listener, http::metrics_app(state.clone())));
         Ok(Self { listener, state, app, metrics })
@@ -294,5 +302,6 @@ pub fn build_state_with_store(settings: Settings, registry: Registry, store: Arc
             }
         });
     }
-    AppState::new(Shared { settings: Arc::new(settings), lifecycle: Lifecycle::default(), executor, blocking })
+    let auth = Authenticator::from_settings(&settings.auth);
+    AppState::new(Shared { settings: Arc::new(settings), lifecycle: Lifecycle::default(), executor, blocking, auth })
 }

@@ -7,7 +7,7 @@ use super::ConfigError;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSettings {
-    /// `none` (anyone is the one anonymous caller) or `api_key`.
+    /// `none` (anyone is the one anonymous caller), `api_key` or `jwt`.
     pub mode: AuthMode,
     /// Lets a production replica start with `mode = "none"`: a decision to take on purpose (a
     /// gateway in front that authenticates), never a default.
@@ -15,6 +15,9 @@ pub struct AuthSettings {
     pub allow_anonymous: bool,
     #[serde(default)]
     pub api_keys: Vec<ApiKeySettings>,
+    /// `[auth.jwt]`: how tokens are checked when `mode = "jwt"`.
+    #[serde(default)]
+    pub jwt: Option<JwtSettings>,
     /// With auth on and `/metrics` on the main port: the SHA-256 (hex) of the bearer token a
     /// scraper must send. Unneeded with `metrics.port`, whose port is reachable only from inside.
     #[serde(default)]
@@ -26,6 +29,97 @@ pub struct AuthSettings {
 pub enum AuthMode {
     None,
     ApiKey,
+    Jwt,
+}
+
+/// `[auth.jwt]`: tokens from an identity provider or a gateway, checked against its keys.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtSettings {
+    /// The `iss` a token must carry.
+    pub issuer: String,
+    /// An `aud` a token must carry (its `aud` may list others too).
+    pub audience: String,
+    /// The keys, as a JWKS file (RFC 7517)...
+    #[serde(default)]
+    pub jwks_file: Option<std::path::PathBuf>,
+    /// ...or at a URL (https, or http on a network you trust), fetched at start and refreshed.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// The claim that names the caller (the owner of what it submits).
+    #[serde(default = "default_subject_claim")]
+    pub subject_claim: String,
+    /// How far `exp` and `nbf` may be off, for clocks that disagree a little. JWT times are in
+    /// whole seconds: this is rounded up to one.
+    #[serde(default = "default_leeway_ms")]
+    pub leeway_ms: u64,
+    /// A token naming a `kid` the key set lacks makes keel fetch the set again (the provider
+    /// rotated its keys), at most this often: forged `kid`s cannot make keel hammer the provider.
+    #[serde(default = "default_jwks_refresh_min_interval_ms")]
+    pub jwks_refresh_min_interval_ms: u64,
+    /// The key set is fetched again in the background after this, so that keys the provider
+    /// withdrew stop being accepted.
+    #[serde(default = "default_jwks_max_age_ms")]
+    pub jwks_max_age_ms: u64,
+    /// How long one fetch of `jwks_url` may take.
+    #[serde(default = "default_jwks_fetch_timeout_ms")]
+    pub jwks_fetch_timeout_ms: u64,
+}
+
+fn default_subject_claim() -> String {
+    "sub".to_owned()
+}
+const fn default_leeway_ms() -> u64 {
+    30_000
+}
+const fn default_jwks_refresh_min_interval_ms() -> u64 {
+    60_000
+}
+const fn default_jwks_max_age_ms() -> u64 {
+    3_600_000
+}
+const fn default_jwks_fetch_timeout_ms() -> u64 {
+    5_000
+}
+
+impl JwtSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.issuer.is_empty() || self.audience.is_empty() {
+            return Err(ConfigError::invalid(
+                "auth.jwt",
+                "needs issuer and audience: a token is accepted only if it was issued by your provider for \
+                 this service",
+            ));
+        }
+        match (&self.jwks_file, &self.jwks_url) {
+            (Some(_), None) => {}
+            (None, Some(url)) => {
+                let valid = url
+                    .parse::<axum::http::Uri>()
+                    .ok()
+                    .filter(|uri| matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some());
+                if valid.is_none() {
+                    return Err(ConfigError::invalid(
+                        "auth.jwt.jwks_url",
+                        format!("is {url:?}, not an http or https URL with a host"),
+                    ));
+                }
+            }
+            _ => {
+                return Err(ConfigError::invalid("auth.jwt", "needs exactly one of jwks_file and jwks_url"));
+            }
+        }
+        if self.subject_claim.is_empty() {
+            return Err(ConfigError::invalid("auth.jwt.subject_claim", "is empty"));
+        }
+        if self.jwks_fetch_timeout_ms == 0 || self.jwks_max_age_ms < self.jwks_refresh_min_interval_ms {
+            return Err(ConfigError::invalid(
+                "auth.jwt",
+                "needs jwks_fetch_timeout_ms above 0 and jwks_max_age_ms at least jwks_refresh_min_interval_ms",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// One API key: its id (the caller it authenticates), the SHA-256 of the key, never the key
@@ -79,7 +173,7 @@ impl AuthSettings {
             return Err(ConfigError::invalid(
                 "auth.mode",
                 "is \"none\" in production: anyone who reaches keel could read and cancel every operation; set \
-                 auth.mode = \"api_key\" with auth.api_keys, or auth.allow_anonymous = true if a gateway in front \
+                 auth.mode = \"api_key\" with auth.api_keys or \"jwt\" with [auth.jwt], or auth.allow_anonymous = true if a gateway in front \
                  authenticates",
             ));
         }
@@ -88,6 +182,16 @@ impl AuthSettings {
                 "auth.api_keys",
                 "must list at least one key when auth.mode is \"api_key\"",
             ));
+        }
+        match (self.mode, &self.jwt) {
+            (AuthMode::Jwt, Some(jwt)) => jwt.validate()?,
+            (AuthMode::Jwt, None) => {
+                return Err(ConfigError::invalid(
+                    "auth.jwt",
+                    "is missing: auth.mode = \"jwt\" needs [auth.jwt] with issuer, audience and jwks_file or jwks_url",
+                ));
+            }
+            _ => {}
         }
         let mut ids = std::collections::HashSet::new();
         for key in &self.api_keys {

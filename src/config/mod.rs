@@ -21,7 +21,7 @@ use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
 
-pub use auth::{ApiKeySettings, AuthMode, AuthSettings, Scope, parse_sha256, valid_caller_id};
+pub use auth::{ApiKeySettings, AuthMode, AuthSettings, JwtSettings, Scope, parse_sha256, valid_caller_id};
 pub use rate_limit::RateLimitSettings;
 pub use secret::Secret;
 

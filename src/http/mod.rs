@@ -72,7 +72,7 @@ pub fn app(routes: OpenApiRouter<AppState>, state: AppState) -> App {
     if let Some(limits) = rate_limit::RateLimits::from_settings(&state.settings.rate_limit) {
         router = router.layer(axum::middleware::from_fn_with_state(limits, rate_limit::limit));
     }
-    if let Some(authenticator) = auth::Authenticator::from_settings(&state.settings.auth) {
+    if let Some(authenticator) = state.auth.clone() {
         router = router.layer(axum::middleware::from_fn_with_state(authenticator, auth::authenticate));
     }
     let router = router.with_state(state.clone());

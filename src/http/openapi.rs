@@ -79,12 +79,13 @@ fn state_the_rate_limits(doc: &mut Value, settings: &Settings) {
     }
 }
 
-/// With auth on: the two ways to send a key (the docs page's Authorize button offers both), and
-/// on every route that is not public, the requirement and its `401` (and `403` where a scope is
+/// With auth on: how to send a credential (an API key two ways, which the docs page's Authorize
+/// button both offers; a JWT as a bearer token), and on every route that is not public, the requirement and its `401` (and `403` where a scope is
 /// named). Handlers name their scopes in `#[utoipa::path(security(...))]`; a route of yours
 /// that names none needs a caller, as the middleware does. With auth off, no route needs one.
 fn state_the_security(doc: &mut Value, auth: &AuthSettings) {
     let on = auth.mode != AuthMode::None;
+    let jwt = auth.mode == AuthMode::Jwt;
     let Some(paths) = doc["paths"].as_object_mut() else { return };
     for (path, item) in paths.iter_mut() {
         let public = !on || PUBLIC_ROUTES.contains(&path.as_str());
@@ -94,11 +95,14 @@ fn state_the_security(doc: &mut Value, auth: &AuthSettings) {
                 operation.remove("security");
                 continue;
             }
-            let requirement = if path == METRICS_ROUTE {
+            let mut requirement = if path == METRICS_ROUTE {
                 json!([{ BEARER: [] }])
             } else {
                 operation.get("security").cloned().unwrap_or_else(|| json!([{ BEARER: [] }, { API_KEY: [] }]))
             };
+            if jwt && let Some(alternatives) = requirement.as_array_mut() {
+                alternatives.retain(|alternative| alternative.get(API_KEY).is_none());
+            }
             let scoped = requirement.as_array().into_iter().flatten().any(|r| {
                 r.as_object().is_some_and(|r| r.values().any(|scopes| scopes.as_array().is_some_and(|s| !s.is_empty())))
             });
@@ -110,7 +114,17 @@ fn state_the_security(doc: &mut Value, auth: &AuthSettings) {
             }
         }
     }
-    if on {
+    if jwt {
+        doc["components"]["securitySchemes"] = json!({
+            BEARER: {
+                "type": "http",
+                "scheme": "bearer",
+                "bearerFormat": "JWT",
+                "description": "A JWT from the identity provider, as `Authorization: Bearer <token>` (on `/metrics`: \
+                                the metrics token).",
+            },
+        });
+    } else if on {
         doc["components"]["securitySchemes"] = json!({
             BEARER: {
                 "type": "http",

@@ -3,6 +3,7 @@ use std::sync::Arc;
 
 use crate::blocking::BlockingPool;
 use crate::config::Settings;
+use crate::http::auth::Authenticator;
 use crate::lifecycle::Lifecycle;
 use crate::operations::Executor;
 
@@ -20,6 +21,8 @@ pub struct Shared {
     pub lifecycle: Lifecycle,
     pub executor: Executor,
     pub blocking: BlockingPool,
+    /// How callers are authenticated; `None` with `auth.mode = "none"`.
+    pub auth: Option<Arc<Authenticator>>,
 }
 
 impl AppState {

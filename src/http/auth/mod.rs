@@ -1,18 +1,14 @@
 //! Who is calling, and what they may do.
 //!
 //! With `auth.mode = "none"` (development's default) every request comes from one caller,
-//! `anonymous`, who may read and write; nothing here runs. With `"api_key"`, [`authenticate`]
-//! runs before every route but the public ones ([`PUBLIC_ROUTES`]): it takes the key from
-//! `Authorization: Bearer <key>` or `X-API-Key: <key>`, and the matching configured key's id
-//! becomes the request's [`Caller`], which handlers extract. Operations handlers then ask for
-//! the scope they need ([`Caller::require`]).
-//!
-//! **Keys are stored as digests.** The configuration holds the SHA-256 of each key (`keel
-//! hash-key`), never the key. A presented key is hashed and compared with every configured
-//! digest in constant time (`subtle`), all of them, without stopping at a match: how long a
-//! refusal takes says nothing about how close a guess was, or which key it was close to. A
-//! digest of a random key is as good as the key for this, and unlike a password it needs no
-//! slow hash: a key has 256 bits of entropy, so no dictionary finds it.
+//! `anonymous`, who may read and write; nothing here runs. Otherwise [`authenticate`] runs before
+//! every route but the public ones ([`PUBLIC_ROUTES`]) and makes the request's [`Caller`], which
+//! handlers extract; operations handlers then ask for the scope they need
+//! ([`Caller::require`]). Who the caller is comes from
+//! - `"api_key"`: the key in `Authorization: Bearer <key>` or `X-API-Key: <key>`, matched against
+//!   configured digests in constant time (`api_key.rs`);
+//! - `"jwt"`: the token in `Authorization: Bearer <token>`, checked against the identity
+//!   provider's keys (`jwt.rs`, `jwks.rs`, with ring doing the cryptography: `crypto.rs`).
 //!
 //! **Failures say no more than RFC 6750 allows**: `401` with `WWW-Authenticate: Bearer`, with
 //! `error="invalid_token"` when a credential was sent but is not valid (no error code when none
@@ -20,15 +16,20 @@
 //! `403` with `error="insufficient_scope"`. Why a credential failed goes to the log, with the
 //! request id, never to the client.
 
+mod api_key;
+pub mod crypto;
+mod jwks;
+mod jwt;
+
 use std::sync::{Arc, LazyLock};
 
+pub use api_key::{MIN_KEY_LEN, key_digest};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use sha2::{Digest, Sha256};
-use subtle::{ConditionallySelectable, ConstantTimeEq};
+pub use jwks::JwksError;
 
 use crate::config::{AuthMode, AuthSettings, Scope, parse_sha256};
 use crate::http::error::ApiError;
@@ -149,19 +150,35 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// The configured keys, as digests, ready to check requests against.
+/// How requests are authenticated: `auth`'s settings, made ready to check requests against.
 pub struct Authenticator {
-    keys: Vec<(Caller, [u8; 32])>,
+    method: Method,
+    /// The SHA-256 of the metrics scraper's token.
     metrics: Option<[u8; 32]>,
+}
+
+enum Method {
+    ApiKeys(api_key::ApiKeys),
+    Jwt(jwt::TokenVerifier),
 }
 
 /// Why a request is refused, for the log; the client learns only the RFC 6750 error code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Refusal {
+pub enum Refusal {
     NoCredential,
     TwoCredentials,
     NotBearer,
     UnknownKey,
+    MalformedToken,
+    UnknownSigningKey,
+    AlgorithmNotAllowed,
+    BadSignature,
+    Expired,
+    NotYetValid,
+    WrongIssuer,
+    WrongAudience,
+    MissingClaim,
+    NoSubject,
 }
 
 impl Refusal {
@@ -171,6 +188,18 @@ impl Refusal {
             Self::TwoCredentials => "two different credentials (Authorization and X-API-Key, or one of them twice)",
             Self::NotBearer => "Authorization is not a Bearer credential",
             Self::UnknownKey => "no configured key matches",
+            Self::MalformedToken => "the token is not a JWT keel can read (malformed, or alg none)",
+            Self::UnknownSigningKey => {
+                "no key of the key set has the token's kid (or, without a kid, exactly one fits)"
+            }
+            Self::AlgorithmNotAllowed => "the token's alg is not one its key allows",
+            Self::BadSignature => "the signature does not verify",
+            Self::Expired => "the token has expired (exp)",
+            Self::NotYetValid => "the token is not valid yet (nbf)",
+            Self::WrongIssuer => "the token's iss is not the configured issuer",
+            Self::WrongAudience => "the token's aud does not include the configured audience",
+            Self::MissingClaim => "the token lacks exp, iss or aud, or one is malformed",
+            Self::NoSubject => "the token's subject claim is missing or not 1 to 128 visible ASCII characters",
         }
     }
 }
@@ -180,66 +209,56 @@ impl From<Refusal> for ApiError {
         match refusal {
             Refusal::NoCredential => ApiError::Unauthenticated { invalid_token: false },
             Refusal::TwoCredentials => ApiError::InvalidCredentials,
-            Refusal::NotBearer | Refusal::UnknownKey => ApiError::Unauthenticated { invalid_token: true },
+            _ => ApiError::Unauthenticated { invalid_token: true },
         }
     }
-}
-
-/// The shortest key `keel hash-key` accepts. Keys should be random: `openssl rand -hex 32`.
-pub const MIN_KEY_LEN: usize = 16;
-
-/// The SHA-256 of `key`, in hex, as `auth.api_keys.sha256` holds it.
-pub fn key_digest(key: &[u8]) -> String {
-    hex::encode(Sha256::digest(key))
 }
 
 impl Authenticator {
     /// `None` when auth is off. Settings are validated before this runs, so every digest parses.
+    /// With JWTs, the key set is still to load: [`Authenticator::prepare`].
     pub fn from_settings(settings: &AuthSettings) -> Option<Arc<Self>> {
-        if settings.mode == AuthMode::None {
-            return None;
-        }
-        let keys = settings
-            .api_keys
-            .iter()
-            .filter_map(|key| Some((Caller::new(key.id.as_str(), &key.scopes), parse_sha256(&key.sha256)?)))
-            .collect();
+        let method = match (settings.mode, &settings.jwt) {
+            (AuthMode::None, _) => return None,
+            (AuthMode::Jwt, Some(jwt)) => Method::Jwt(jwt::TokenVerifier::new(jwt)),
+            _ => Method::ApiKeys(api_key::ApiKeys::new(&settings.api_keys)),
+        };
         let metrics = settings.metrics_sha256.as_deref().and_then(parse_sha256);
-        Some(Arc::new(Self { keys, metrics }))
+        Some(Arc::new(Self { method, metrics }))
     }
 
-    fn caller(&self, headers: &HeaderMap) -> Result<Caller, Refusal> {
-        let digest = presented_digest(headers)?;
-        // Every key is compared, and the match is selected with subtle's constant-time
-        // operations: no branch depends on a comparison until all are done. Index 0 is "none".
-        let mut found = 0u32;
-        for (index, (_, expected)) in (1u32..).zip(&self.keys) {
-            found.conditional_assign(&index, expected.ct_eq(&digest));
+    /// What must happen before the first request: loading the JWT key set. The number of keys
+    /// loaded, for the start-up log.
+    pub async fn prepare(&self) -> Result<Option<usize>, JwksError> {
+        match &self.method {
+            Method::Jwt(verifier) => verifier.load_keys().await.map(Some),
+            Method::ApiKeys(_) => Ok(None),
         }
-        let found = found.checked_sub(1).and_then(|index| self.keys.get(index as usize));
-        found.map(|(caller, _)| caller.clone()).ok_or(Refusal::UnknownKey)
+    }
+
+    async fn caller(&self, headers: &HeaderMap) -> Result<Caller, Refusal> {
+        match &self.method {
+            Method::ApiKeys(keys) => keys.caller(credential(headers, true)?),
+            Method::Jwt(verifier) => verifier.caller(credential(headers, false)?).await,
+        }
     }
 
     fn metrics_token_matches(&self, headers: &HeaderMap) -> Result<(), Refusal> {
-        let digest = presented_digest(headers)?;
+        let digest = api_key::digest(credential(headers, true)?);
         match &self.metrics {
-            Some(expected) if bool::from(expected.ct_eq(&digest)) => Ok(()),
+            Some(expected) if api_key::digests_match(expected, &digest) => Ok(()),
             _ => Err(Refusal::UnknownKey),
         }
     }
 }
 
-/// The SHA-256 of the request's one credential, to compare with configured digests.
-fn presented_digest(headers: &HeaderMap) -> Result<[u8; 32], Refusal> {
-    Ok(Sha256::digest(credential(headers)?).into())
-}
-
-/// The one credential of a request: `Authorization: Bearer <key>` or `X-API-Key: <key>`. Sent
-/// in both, or twice, it must be the same key (clients such as schemathesis fill in every scheme
-/// the document offers); two different ones are refused.
-fn credential(headers: &HeaderMap) -> Result<&[u8], Refusal> {
+/// The one credential of a request: `Authorization: Bearer <key>`, or `X-API-Key: <key>` where
+/// `api_key_header` allows it (API keys and the metrics token; JWTs come as bearer tokens only).
+/// Sent in both, or twice, it must be the same key (clients such as schemathesis fill in every
+/// scheme the document offers); two different ones are refused.
+fn credential(headers: &HeaderMap, api_key_header: bool) -> Result<&[u8], Refusal> {
     let bearer = headers.get_all(header::AUTHORIZATION).iter().map(|value| bearer_token(value.as_bytes()));
-    let api_key = headers.get_all(API_KEY_HEADER).iter().map(|value| Ok(value.as_bytes()));
+    let api_key = headers.get_all(API_KEY_HEADER).iter().filter(|_| api_key_header).map(|value| Ok(value.as_bytes()));
     let mut sent = bearer.chain(api_key);
     let first = sent.next().ok_or(Refusal::NoCredential)??;
     for other in sent {
@@ -263,7 +282,7 @@ fn bearer_token(value: &[u8]) -> Result<&[u8], Refusal> {
 pub async fn authenticate(State(auth): State<Arc<Authenticator>>, mut request: Request, next: Next) -> Response {
     let route = current_route();
     let checked = if needs_caller(route) {
-        auth.caller(request.headers()).map(Some)
+        auth.caller(request.headers()).await.map(Some)
     } else if route == METRICS_ROUTE {
         auth.metrics_token_matches(request.headers()).map(|()| None)
     } else {
@@ -300,23 +319,34 @@ mod tests {
         headers
     }
 
+    fn credential_of(headers: &HeaderMap) -> Result<&[u8], Refusal> {
+        credential(headers, true)
+    }
+
+    #[test]
+    fn a_token_is_taken_from_authorization_alone() {
+        let both = headers(&[("authorization", "Bearer a"), ("x-api-key", "b")]);
+        assert_eq!(credential(&both, false), Ok(&b"a"[..]));
+        assert_eq!(credential(&headers(&[("x-api-key", "b")]), false), Err(Refusal::NoCredential));
+    }
+
     #[test]
     fn one_credential_is_taken_from_either_header() {
-        assert_eq!(credential(&headers(&[("authorization", "Bearer abc")])), Ok(&b"abc"[..]));
-        assert_eq!(credential(&headers(&[("authorization", "bEaReR abc")])), Ok(&b"abc"[..]));
-        assert_eq!(credential(&headers(&[("x-api-key", "abc")])), Ok(&b"abc"[..]));
-        assert_eq!(credential(&headers(&[])), Err(Refusal::NoCredential));
-        assert_eq!(credential(&headers(&[("authorization", "Basic YTpi")])), Err(Refusal::NotBearer));
-        assert_eq!(credential(&headers(&[("authorization", "Bearer ")])), Err(Refusal::NotBearer));
-        assert_eq!(credential(&headers(&[("authorization", "Bearer")])), Err(Refusal::NotBearer));
+        assert_eq!(credential_of(&headers(&[("authorization", "Bearer abc")])), Ok(&b"abc"[..]));
+        assert_eq!(credential_of(&headers(&[("authorization", "bEaReR abc")])), Ok(&b"abc"[..]));
+        assert_eq!(credential_of(&headers(&[("x-api-key", "abc")])), Ok(&b"abc"[..]));
+        assert_eq!(credential_of(&headers(&[])), Err(Refusal::NoCredential));
+        assert_eq!(credential_of(&headers(&[("authorization", "Basic YTpi")])), Err(Refusal::NotBearer));
+        assert_eq!(credential_of(&headers(&[("authorization", "Bearer ")])), Err(Refusal::NotBearer));
+        assert_eq!(credential_of(&headers(&[("authorization", "Bearer")])), Err(Refusal::NotBearer));
         let same = headers(&[("authorization", "Bearer a"), ("x-api-key", "a")]);
-        assert_eq!(credential(&same), Ok(&b"a"[..]), "the same key in both");
+        assert_eq!(credential_of(&same), Ok(&b"a"[..]), "the same key in both");
         let both = headers(&[("authorization", "Bearer a"), ("x-api-key", "b")]);
-        assert_eq!(credential(&both), Err(Refusal::TwoCredentials));
+        assert_eq!(credential_of(&both), Err(Refusal::TwoCredentials));
         let twice = headers(&[("x-api-key", "a"), ("x-api-key", "b")]);
-        assert_eq!(credential(&twice), Err(Refusal::TwoCredentials));
+        assert_eq!(credential_of(&twice), Err(Refusal::TwoCredentials));
         let not_bearer = headers(&[("x-api-key", "a"), ("authorization", "Basic a")]);
-        assert_eq!(credential(&not_bearer), Err(Refusal::NotBearer));
+        assert_eq!(credential_of(&not_bearer), Err(Refusal::NotBearer));
     }
 
     #[test]
