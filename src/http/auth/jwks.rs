@@ -252,7 +252,7 @@ impl Jwks {
     /// is older than `jwks_max_age_ms`.
     pub async fn keys_for(self: &Arc<Self>, kid: Option<&str>) -> Arc<KeySet> {
         let set = self.current();
-        if set.loaded_at.is_none_or(|at| at.elapsed() >= self.max_age) {
+        if set.loaded_at.is_none_or(|at| at.elapsed() >= self.max_age) && self.reload_is_due() {
             let jwks = Arc::clone(self);
             tokio::spawn(async move { jwks.reload("the key set is older than jwks_max_age_ms").await });
         }
@@ -262,6 +262,15 @@ impl Jwks {
             }
             _ => set,
         }
+    }
+
+    /// Whether no load runs and none was tried within `jwks_refresh_min_interval_ms`: checked
+    /// before a background reload is spawned, so that a provider that stays down costs each
+    /// request a lock attempt, not a task.
+    fn reload_is_due(&self) -> bool {
+        self.last_attempt
+            .try_lock()
+            .is_ok_and(|last_attempt| last_attempt.is_none_or(|at| at.elapsed() >= self.refresh_min_interval))
     }
 
     /// Loads the set again unless a load was tried within `jwks_refresh_min_interval_ms`; whether
