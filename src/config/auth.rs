@@ -64,6 +64,10 @@ pub struct JwtSettings {
     /// How long one fetch of `jwks_url` may take.
     #[serde(default = "default_jwks_fetch_timeout_ms")]
     pub jwks_fetch_timeout_ms: u64,
+    /// How many verified tokens are remembered (by their SHA-256) until they expire, so that a
+    /// caller reusing its token is not verified afresh each request; 0 verifies every time.
+    #[serde(default = "default_verified_tokens")]
+    pub verified_tokens: usize,
 }
 
 fn default_subject_claim() -> String {
@@ -80,6 +84,9 @@ const fn default_jwks_max_age_ms() -> u64 {
 }
 const fn default_jwks_fetch_timeout_ms() -> u64 {
     5_000
+}
+const fn default_verified_tokens() -> usize {
+    10_000
 }
 
 impl JwtSettings {

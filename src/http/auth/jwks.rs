@@ -74,6 +74,9 @@ pub enum Lookup<'a> {
 pub struct KeySet {
     keys: Vec<VerificationKey>,
     loaded_at: Option<Instant>,
+    /// Which load this is (1, 2, …; 0 before the first): what a token verified against this set
+    /// is remembered with, so that a reload forgets it (a withdrawn key's tokens stop working).
+    pub generation: u64,
 }
 
 impl KeySet {
@@ -89,7 +92,7 @@ impl KeySet {
         if keys.is_empty() {
             return Err(JwksError::NoUsableKey);
         }
-        Ok(Self { keys, loaded_at: Some(Instant::now()) })
+        Ok(Self { keys, loaded_at: Some(Instant::now()), generation: 0 })
     }
 
     pub(super) fn len(&self) -> usize {
@@ -243,19 +246,26 @@ impl Jwks {
         Arc::clone(&self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
-    fn replace(&self, set: KeySet) {
-        *self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(set);
+    fn replace(&self, mut set: KeySet) {
+        let mut keys = self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        set.generation = keys.generation + 1;
+        *keys = Arc::new(set);
     }
 
-    /// The set to check a token naming `kid` against: loaded again first if it lacks that `kid`
-    /// (at most once per `jwks_refresh_min_interval_ms`), and reloaded in the background once it
-    /// is older than `jwks_max_age_ms`.
-    pub async fn keys_for(self: &Arc<Self>, kid: Option<&str>) -> Arc<KeySet> {
+    /// The set in use, reloaded in the background once it is older than `jwks_max_age_ms`.
+    pub fn current_set(self: &Arc<Self>) -> Arc<KeySet> {
         let set = self.current();
         if set.loaded_at.is_none_or(|at| at.elapsed() >= self.max_age) && self.reload_is_due() {
             let jwks = Arc::clone(self);
             tokio::spawn(async move { jwks.reload("the key set is older than jwks_max_age_ms").await });
         }
+        set
+    }
+
+    /// The set to check a token naming `kid` against: [`Jwks::current_set`], loaded again first
+    /// if it lacks that `kid` (at most once per `jwks_refresh_min_interval_ms`).
+    pub async fn keys_for(self: &Arc<Self>, kid: Option<&str>) -> Arc<KeySet> {
+        let set = self.current_set();
         match kid {
             Some(kid) if !set.has_kid(kid) && self.reload("a token names a kid the key set lacks").await => {
                 self.current()
