@@ -61,6 +61,11 @@ impl VerifiedTokens {
         Self { tokens: Mutex::new(HashMap::new()), capacity }
     }
 
+    /// Whether tokens are remembered at all (`verified_tokens` above 0).
+    pub fn remembers(&self) -> bool {
+        self.capacity > 0
+    }
+
     /// The caller of a token verified against this `generation` of the key set, if it has not
     /// expired at `now` (give or take `leeway`).
     pub fn get(&self, digest: &[u8; 32], generation: u64, now: u64, leeway: u64) -> Option<Caller> {
@@ -124,11 +129,13 @@ impl TokenVerifier {
 
     /// The caller a token authenticates.
     pub async fn caller(&self, token: &[u8]) -> Result<Caller, Refusal> {
-        let digest: [u8; 32] = Sha256::digest(token).into();
-        let now = jsonwebtoken::get_current_timestamp();
-        let generation = self.jwks.current_set().generation;
-        if let Some(caller) = self.verified.get(&digest, generation, now, self.leeway) {
-            return Ok(caller);
+        let digest = self.verified.remembers().then(|| <[u8; 32]>::from(Sha256::digest(token)));
+        if let Some(digest) = &digest {
+            let now = jsonwebtoken::get_current_timestamp();
+            let generation = self.jwks.current_set().generation;
+            if let Some(caller) = self.verified.get(digest, generation, now, self.leeway) {
+                return Ok(caller);
+            }
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| Refusal::MalformedToken)?;
         let kid = header.kid.as_deref();
@@ -153,7 +160,9 @@ impl TokenVerifier {
         let caller = Caller::new(subject, &scopes(&claims));
         // `exp` passed validation, so it is a number.
         let expires = claims.get("exp").and_then(Value::as_f64).unwrap_or(0.0) as u64;
-        self.verified.insert(digest, caller.clone(), expires, generation);
+        if let Some(digest) = digest {
+            self.verified.insert(digest, caller.clone(), expires, generation);
+        }
         Ok(caller)
     }
 }
