@@ -164,7 +164,7 @@ enum Method {
 
 /// Why a request is refused, for the log; the client learns only the RFC 6750 error code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     NoCredential,
     TwoCredentials,
     NotBearer,
