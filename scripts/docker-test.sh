@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 
 image=localhost/keel:test
 name=keel-docker-test
-# 40 MB until JWT support (jsonwebtoken, hyper's client and tokio-rustls for the JWKS) added 484 KB
-# to the binary (README, "Running in a container").
+# 40 MB until JWT support (jsonwebtoken, tokio-rustls and the JWKS fetch) added 353 KB to the
+# binary (README, "Running in a container").
 budget_mb=41
 work=${DOCKER_TEST_WORK:-/tmp/keel-docker-test}
 mkdir -p "$work"

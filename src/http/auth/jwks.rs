@@ -8,22 +8,20 @@
 //! that a key the provider withdrew stops being accepted. A failed reload keeps the keys already
 //! loaded.
 //!
-//! The URL is fetched with hyper's one-connection client over rustls, the TLS stack and root
-//! certificates the binary already has for Postgres. A general HTTP client (reqwest) would do the
-//! same with connection pools, proxies and redirects nobody needs for one small GET now and then,
-//! and made the release binary 704 KB larger (14,473,672 to 15,194,632 bytes, measured).
+//! The URL is fetched with one HTTP/1.1 GET over rustls, the TLS stack and root certificates the
+//! binary already has for Postgres. A general HTTP client (reqwest) would do the same with
+//! connection pools, proxies and redirects nobody needs for one small GET now and then, and made
+//! the release binary 704 KB larger than hyper's client did (measured); hyper's client slowed
+//! every request keel serves (see [`exchange`]).
 
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, RwLock};
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::http::{Request, StatusCode, Uri, header};
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::rt::TokioIo;
+use axum::http::{StatusCode, Uri};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -323,14 +321,16 @@ async fn fetch(uri: &Uri) -> Result<Vec<u8>, JwksError> {
     let https = uri.scheme_str() == Some("https");
     let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
     let tcp = TcpStream::connect((host, port)).await.map_err(connect_error)?;
-    let request = Request::get(uri.path_and_query().map_or("/", |path| path.as_str()))
-        .header(header::HOST, uri.authority().map_or(host, |authority| authority.as_str()))
-        .header(header::ACCEPT, "application/jwk-set+json, application/json")
-        .header(header::USER_AGENT, concat!(env!("CARGO_PKG_NAME"), "/", env!("CARGO_PKG_VERSION")))
-        .body(Empty::<Bytes>::new())
-        .map_err(|error| JwksError::Http { uri: uri.clone(), source: error.into() })?;
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: application/jwk-set+json, application/json\r\n\
+         User-Agent: {}/{}\r\nConnection: close\r\n\r\n",
+        uri.path_and_query().map_or("/", |path| path.as_str()),
+        uri.authority().map_or(host, |authority| authority.as_str()),
+        env!("CARGO_PKG_NAME"),
+        env!("CARGO_PKG_VERSION"),
+    );
     if !https {
-        return exchange(uri, tcp, request).await;
+        return exchange(uri, tcp, request.as_bytes()).await;
     }
     let tls_error = |source| JwksError::Tls { uri: uri.clone(), source };
     let config = TLS.as_ref().map_err(|error| tls_error(std::io::Error::other(error.clone())))?;
@@ -338,24 +338,92 @@ async fn fetch(uri: &Uri) -> Result<Vec<u8>, JwksError> {
         .map_err(|error| tls_error(std::io::Error::other(error)))?;
     let tls =
         tokio_rustls::TlsConnector::from(Arc::clone(config)).connect(server_name, tcp).await.map_err(tls_error)?;
-    exchange(uri, tls, request).await
+    exchange(uri, tls, request.as_bytes()).await
 }
 
-/// One HTTP/1.1 request on `io`, and the response's body.
-async fn exchange<Io>(uri: &Uri, io: Io, request: Request<Empty<Bytes>>) -> Result<Vec<u8>, JwksError>
+/// One HTTP/1.1 request on `io` and, the server closing the connection after it
+/// (`Connection: close`), the response's body.
+///
+/// Written here rather than with hyper's client: using hyper's client anywhere in the binary
+/// changed how the compiler inlines hyper's response writing, which the server shares, and
+/// cost every request keel serves about 160 instructions (`GET /`, 17,772 to 17,936, measured
+/// with `bench/instructions.py`). httparse, hyper's own parser, reads the response head.
+async fn exchange<Io>(uri: &Uri, mut io: Io, request: &[u8]) -> Result<Vec<u8>, JwksError>
 where
-    Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    Io: AsyncRead + AsyncWrite + Unpin,
 {
-    let http_error = |source: Box<dyn std::error::Error + Send + Sync>| JwksError::Http { uri: uri.clone(), source };
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(TokioIo::new(io)).await.map_err(|error| http_error(error.into()))?;
-    // The connection is driven by a task of its own while the response and its body arrive, and
-    // stopped when this returns, whichever way.
-    let _connection = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(connection));
-    let response = sender.send_request(request).await.map_err(|error| http_error(error.into()))?;
-    if response.status() != StatusCode::OK {
-        return Err(JwksError::Status { uri: uri.clone(), status: response.status() });
+    let http_error = |why: String| JwksError::Http { uri: uri.clone(), source: why.into() };
+    io.write_all(request).await.map_err(|error| http_error(error.to_string()))?;
+    let mut response = Vec::new();
+    // Head and body, and a byte more to tell a body that is too large.
+    let limit = (MAX_JWKS_BYTES + MAX_HEAD_BYTES + 1) as u64;
+    match (&mut io).take(limit).read_to_end(&mut response).await {
+        Ok(_) => {}
+        // A TLS peer that closes without close_notify: what arrived is checked below (its
+        // Content-Length or chunked framing, then its JSON).
+        Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => {}
+        Err(error) => return Err(http_error(error.to_string())),
     }
-    let body = Limited::new(response.into_body(), MAX_JWKS_BYTES).collect().await.map_err(http_error)?;
-    Ok(body.to_bytes().to_vec())
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut head = httparse::Response::new(&mut headers);
+    let head_len = match head.parse(&response) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Err(http_error("the response ended inside its head".to_owned())),
+        Err(error) => return Err(http_error(format!("the response head is not HTTP: {error}"))),
+    };
+    let status = head.code.and_then(|code| StatusCode::from_u16(code).ok()).unwrap_or(StatusCode::BAD_GATEWAY);
+    if status != StatusCode::OK {
+        return Err(JwksError::Status { uri: uri.clone(), status });
+    }
+    let header = |name: &str| {
+        head.headers.iter().find(|header| header.name.eq_ignore_ascii_case(name)).map(|header| header.value)
+    };
+    let chunked = header("transfer-encoding").is_some_and(|value| value.eq_ignore_ascii_case(b"chunked"));
+    let content_length = header("content-length").and_then(|value| std::str::from_utf8(value).ok()?.parse().ok());
+    let rest = &response[head_len..];
+    let body = if chunked {
+        dechunk(rest).ok_or_else(|| http_error("the chunked body is malformed or cut short".to_owned()))?
+    } else if let Some(length) = content_length {
+        rest.get(..length).ok_or_else(|| http_error("the body is shorter than its Content-Length".to_owned()))?.to_vec()
+    } else {
+        rest.to_vec()
+    };
+    if body.len() > MAX_JWKS_BYTES {
+        return Err(http_error(format!("the key set is over {MAX_JWKS_BYTES} bytes")));
+    }
+    Ok(body)
+}
+
+/// The most a response head may take.
+const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// A chunked body (RFC 9112 §7.1) as the bytes it carries; `None` if malformed or incomplete.
+fn dechunk(mut chunked: &[u8]) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = chunked.windows(2).position(|pair| pair == b"\r\n")?;
+        let size_field = std::str::from_utf8(&chunked[..line_end]).ok()?;
+        // A chunk extension (`;name=value`) may follow the size.
+        let size = usize::from_str_radix(size_field.split(';').next()?.trim(), 16).ok()?;
+        chunked = &chunked[line_end + 2..];
+        if size == 0 {
+            return Some(body);
+        }
+        body.extend_from_slice(chunked.get(..size)?);
+        chunked = chunked.get(size..)?.strip_prefix(b"\r\n")?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chunked_body_is_put_together() {
+        assert_eq!(dechunk(b"4\r\nWiki\r\n6;x=y\r\npedia \r\n0\r\n\r\n").as_deref(), Some(&b"Wikipedia "[..]));
+        assert_eq!(dechunk(b"0\r\n\r\n").as_deref(), Some(&b""[..]));
+        assert_eq!(dechunk(b"4\r\nWi"), None, "cut short");
+        assert_eq!(dechunk(b"z\r\nWiki\r\n0\r\n\r\n"), None, "not hex");
+        assert_eq!(dechunk(b"4\r\nWikiXX0\r\n\r\n"), None, "no CRLF after the chunk");
+    }
 }
