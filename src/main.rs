@@ -10,41 +10,47 @@ use keel::config::Settings;
 static ALLOCATOR: keel::allocator::Mimalloc = keel::allocator::Mimalloc;
 
 fn main() -> ExitCode {
-    let command = Cli::parse().command.unwrap_or(Command::Serve);
-    if let Command::HashKey = command {
+    match Cli::parse().command.unwrap_or(Command::Serve) {
         // Needs no settings: it may run where keel's configuration is not.
-        return hash_key();
+        Command::HashKey => hash_key(),
+        Command::Serve => with_settings(serve),
+        Command::Migrate => with_settings(migrate),
+        Command::Healthcheck { timeout_ms } => with_settings(|settings| healthcheck(&settings, timeout_ms)),
+        Command::Config => with_settings(print_config),
     }
-    let settings = match Settings::load() {
-        Ok(settings) => settings,
+}
+
+/// Loads the settings, then runs `command` with them; a bad setting exits with status 2.
+fn with_settings(command: impl FnOnce(Settings) -> ExitCode) -> ExitCode {
+    match Settings::load() {
+        Ok(settings) => command(settings),
         Err(error) => {
             eprintln!("{error}");
-            return ExitCode::from(2);
+            ExitCode::from(2)
         }
-    };
-    match command {
-        Command::Serve => serve(settings),
-        Command::Healthcheck { timeout_ms } => {
-            match keel::cli::healthcheck(&settings, Duration::from_millis(timeout_ms)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(error) => {
-                    eprintln!("unhealthy: {error}");
-                    ExitCode::FAILURE
-                }
-            }
+    }
+}
+
+fn healthcheck(settings: &Settings, timeout_ms: u64) -> ExitCode {
+    match keel::cli::healthcheck(settings, Duration::from_millis(timeout_ms)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("unhealthy: {error}");
+            ExitCode::FAILURE
         }
-        Command::Migrate => migrate(settings),
-        Command::HashKey => hash_key(),
-        Command::Config => match serde_json::to_string_pretty(&settings) {
-            Ok(json) => {
-                println!("{json}");
-                ExitCode::SUCCESS
-            }
-            Err(error) => {
-                eprintln!("cannot print configuration: {error}");
-                ExitCode::FAILURE
-            }
-        },
+    }
+}
+
+fn print_config(settings: Settings) -> ExitCode {
+    match serde_json::to_string_pretty(&settings) {
+        Ok(json) => {
+            println!("{json}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("cannot print configuration: {error}");
+            ExitCode::FAILURE
+        }
     }
 }
 
