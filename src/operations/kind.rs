@@ -106,7 +106,8 @@ impl OperationContext {
         Self { id, owner, attempt, cancellation, progress, blocking }
     }
 
-    /// The caller that submitted the operation (an API key's id; `anonymous` with auth off):
+    /// The caller that submitted the operation (an API key's id or a token's subject; `anonymous`
+    /// with auth off):
     /// for code that acts on the caller's behalf, or keeps its data apart.
     pub fn owner(&self) -> &str {
         &self.owner
@@ -276,18 +277,21 @@ impl Registry {
 
     /// Adds `kind`. Registering two kinds with one name is a programming error caught at start-up.
     pub fn register<K: OperationKind>(mut self, kind: K) -> Self {
-        let previous = self.kinds.insert(K::NAME, Arc::new(Typed(Arc::new(kind))));
-        assert!(previous.is_none(), "operation kind {:?} is registered twice", K::NAME);
+        self.insert(K::NAME, Arc::new(Typed(Arc::new(kind))));
         self
     }
 
     /// Adds every kind of `other`, as [`register`](Self::register) would one by one.
     pub fn merge(mut self, other: Registry) -> Self {
         for (name, kind) in other.kinds {
-            let previous = self.kinds.insert(name, kind);
-            assert!(previous.is_none(), "operation kind {name:?} is registered twice");
+            self.insert(name, kind);
         }
         self
+    }
+
+    fn insert(&mut self, name: &'static str, kind: Arc<dyn ErasedKind>) {
+        let previous = self.kinds.insert(name, kind);
+        assert!(previous.is_none(), "operation kind {name:?} is registered twice");
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<&Arc<dyn ErasedKind>> {

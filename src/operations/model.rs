@@ -152,9 +152,9 @@ pub struct Operation {
     /// 128 random bits, hex-encoded.
     pub id: String,
     pub kind: String,
-    /// The caller that submitted it: its API key's id, or `anonymous` with auth off. Only its
-    /// owner (and a caller with `operations:admin`) sees it. Shared with the caller's own id
-    /// and with its other operations, not copied for each.
+    /// The caller that submitted it: its API key's id or its token's subject, or `anonymous`
+    /// with auth off. Only its owner (and a caller with `operations:admin`) sees it. Shared with
+    /// the caller's own id and with its other operations, not copied for each.
     #[serde(default = "anonymous")]
     #[schema(value_type = String)]
     pub owner: Arc<str>,
