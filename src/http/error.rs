@@ -87,7 +87,7 @@ impl ApiError {
             }
             Self::Unauthenticated { .. } => {
                 Problem::new(StatusCode::UNAUTHORIZED, "unauthenticated", "Not authenticated")
-                    .detail("send a valid key as `Authorization: Bearer <key>` or `X-API-Key: <key>`")
+                    .detail("send a valid credential as `Authorization: Bearer <credential>` (an API key may also come as `X-API-Key: <key>`)")
             }
             Self::InvalidCredentials => Problem::new(
                 StatusCode::BAD_REQUEST,
