@@ -11,7 +11,7 @@
 //! 3. **CORS**, when `server.cors_allowed_origins` is set;
 //! 4. **compression**, when `server.compression` is on. Inside the problem renderer, which drops
 //!    the encoding of any body it replaces;
-//! 5. **authentication**, then **rate limits**, when on (`http/auth.rs`, `http/rate_limit.rs`,
+//! 5. **authentication**, then **rate limits**, when on (`http/auth/`, `http/rate_limit.rs`,
 //!    added by `http::app`): who the caller is, then whether it may call again so soon.
 //!
 //! observe and guard wrap the whole router, once: axum's `Router::layer` would wrap each route

@@ -33,6 +33,7 @@ use super::hardening::{self, Hardening};
 use super::request_id::{self, REQUEST_ID_HEADER};
 use super::request_metrics::{InFlight, RequestMetrics, RouteMetrics};
 use super::route_table::RouteTable;
+use crate::http::auth::API_KEY_HEADER;
 use crate::telemetry::request::RequestContext;
 
 /// Observes every request of the router it wraps.
@@ -203,8 +204,7 @@ fn log_finished(status: StatusCode, elapsed: Duration) {
 }
 
 /// Headers that carry credentials.
-const SENSITIVE: [HeaderName; 4] =
-    [header::AUTHORIZATION, header::COOKIE, header::SET_COOKIE, HeaderName::from_static("x-api-key")];
+const SENSITIVE: [HeaderName; 4] = [header::AUTHORIZATION, header::COOKIE, header::SET_COOKIE, API_KEY_HEADER];
 
 /// One pass over the headers: a request carries a handful, and comparing a standard header
 /// name is an integer comparison, where looking each credential header up would hash it.
