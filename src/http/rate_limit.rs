@@ -148,27 +148,19 @@ pub async fn limit(State(limits): State<Arc<RateLimits>>, request: Request, next
         (None, None) => Who::Caller(Caller::anonymous().shared_id()),
     };
     let limit = limits.limit(class);
-    match limits.check(class, &caller) {
-        Verdict::Allowed { remaining, full_in_secs } => {
-            let mut response = next.run(request).await;
-            let headers = response.headers_mut();
-            headers.insert(RATELIMIT_POLICY, limit.policy.clone());
-            if let Ok(state) = HeaderValue::from_str(&format!("\"{}\";r={remaining};t={full_in_secs}", limit.name)) {
-                headers.insert(RATELIMIT, state);
-            }
-            response
-        }
+    let (mut response, remaining, reset_secs) = match limits.check(class, &caller) {
+        Verdict::Allowed { remaining, full_in_secs } => (next.run(request).await, remaining, full_in_secs),
         Verdict::Limited { retry_after_secs } => {
             tracing::info!(caller = %caller, bucket = limit.name, retry_after_secs, "refused: rate limited");
-            let mut response = ApiError::RateLimited { retry_after_secs }.into_response();
-            let headers = response.headers_mut();
-            headers.insert(RATELIMIT_POLICY, limit.policy.clone());
-            if let Ok(state) = HeaderValue::from_str(&format!("\"{}\";r=0;t={retry_after_secs}", limit.name)) {
-                headers.insert(RATELIMIT, state);
-            }
-            response
+            (ApiError::RateLimited { retry_after_secs }.into_response(), 0, retry_after_secs)
         }
+    };
+    let headers = response.headers_mut();
+    headers.insert(RATELIMIT_POLICY, limit.policy.clone());
+    if let Ok(state) = HeaderValue::from_str(&format!("\"{}\";r={remaining};t={reset_secs}", limit.name)) {
+        headers.insert(RATELIMIT, state);
     }
+    response
 }
 
 /// Whose buckets a request draws from: hashed as it is, with nothing formatted or copied.
