@@ -80,9 +80,10 @@ fn state_the_rate_limits(doc: &mut Value, settings: &Settings) {
 }
 
 /// With auth on: how to send a credential (an API key two ways, which the docs page's Authorize
-/// button both offers; a JWT as a bearer token), and on every route that is not public, the requirement and its `401` (and `403` where a scope is
-/// named). Handlers name their scopes in `#[utoipa::path(security(...))]`; a route of yours
-/// that names none needs a caller, as the middleware does. With auth off, no route needs one.
+/// button both offers; a JWT as a bearer token), and on every route that is not public, the
+/// requirement and its `401` (and `403` where a scope is named). Handlers name their scopes in
+/// `#[utoipa::path(security(...))]`; a route of yours that names none needs a caller, as the
+/// middleware does. With auth off, no route needs one.
 fn state_the_security(doc: &mut Value, auth: &AuthSettings) {
     let on = auth.mode != AuthMode::None;
     let jwt = auth.mode == AuthMode::Jwt;
@@ -114,8 +115,11 @@ fn state_the_security(doc: &mut Value, auth: &AuthSettings) {
             }
         }
     }
-    if jwt {
-        doc["components"]["securitySchemes"] = json!({
+    if !on {
+        return;
+    }
+    let schemes = if jwt {
+        json!({
             BEARER: {
                 "type": "http",
                 "scheme": "bearer",
@@ -123,9 +127,9 @@ fn state_the_security(doc: &mut Value, auth: &AuthSettings) {
                 "description": "A JWT from the identity provider, as `Authorization: Bearer <token>` (on `/metrics`: \
                                 the metrics token).",
             },
-        });
-    } else if on {
-        doc["components"]["securitySchemes"] = json!({
+        })
+    } else {
+        json!({
             BEARER: {
                 "type": "http",
                 "scheme": "bearer",
@@ -137,8 +141,9 @@ fn state_the_security(doc: &mut Value, auth: &AuthSettings) {
                 "name": API_KEY_HEADER.as_str(),
                 "description": "The same API key, as `X-API-Key: <key>`.",
             },
-        });
-    }
+        })
+    };
+    doc["components"]["securitySchemes"] = schemes;
 }
 
 /// The security schemes' names in the document.
