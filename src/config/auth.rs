@@ -180,8 +180,8 @@ impl AuthSettings {
             return Err(ConfigError::invalid(
                 "auth.mode",
                 "is \"none\" in production: anyone who reaches keel could read and cancel every operation; set \
-                 auth.mode = \"api_key\" with auth.api_keys or \"jwt\" with [auth.jwt], or auth.allow_anonymous = true if a gateway in front \
-                 authenticates",
+                 auth.mode = \"api_key\" with auth.api_keys or \"jwt\" with [auth.jwt], or \
+                 auth.allow_anonymous = true if a gateway in front authenticates",
             ));
         }
         if self.mode == AuthMode::ApiKey && self.api_keys.is_empty() {
