@@ -463,7 +463,7 @@ async fn concurrent_submissions_against_the_limit_lose_nothing_and_run_nothing_t
 async fn a_retryable_failure_runs_again_until_an_attempt_succeeds() {
     let (executor, _) = start(limits(2, 10));
     let op = submit(&executor, "flaky", json!({ "failures": 2 })).await;
-    assert_eq!((op.attempt, op.max_attempts), (0, 5), "the kind's own policy");
+    assert_eq!(op.max_attempts, 5, "the kind's own policy");
     let done = finished(&executor, &op.id).await;
     assert_eq!(done.status, Status::Succeeded, "{done:?}");
     assert_eq!((done.attempt, done.result), (3, Some(json!({ "attempt": 3 }))));

@@ -3,7 +3,9 @@
 //!
 //! - A **dispatcher** task holds the concurrency limit: it takes a free slot, then claims the
 //!   oldest queued operation, so operations start in submission order and never more than
-//!   `max_running` at once.
+//!   `max_running` at once. A submission that finds a free slot takes it and is stored already
+//!   claimed when nothing older is ready (`OperationStore::create_claimed`): it starts without
+//!   waiting for the dispatcher, on the replica that accepted it.
 //! - Each **run** races the kind's future against its deadline and against cancellation
 //!   (plus a grace period, for code that ignores its token); a panic is caught and becomes
 //!   `failed`. The lease is renewed while it runs, and a lost lease (a cancel from anywhere)
@@ -193,7 +195,8 @@ impl Executor {
         Self { inner }
     }
 
-    /// Validates and stores a submission; the dispatcher starts it when a slot is free.
+    /// Validates and stores a submission. It starts at once when a slot is free here and nothing
+    /// older is waiting; otherwise the dispatcher starts it when its turn comes.
     pub async fn submit(&self, submission: Submission) -> Result<Created, OperationsError> {
         let open = self.inner.submissions_open.read().await;
         if !*open {
@@ -201,19 +204,35 @@ impl Executor {
             return Err(OperationsError::ShuttingDown);
         }
         let new = self.prepare(submission)?;
-        let created = match self.inner.store.create(new, self.inner.settings.queue_capacity).await {
-            Ok(created) => created,
+        let inner = &self.inner;
+        // With a slot free here, the store may hand the operation straight to this process (see
+        // `create_claimed`): no claim, and no other replica woken for it.
+        let slot = Arc::clone(&inner.slots).try_acquire_owned().ok();
+        let capacity = inner.settings.queue_capacity;
+        let stored = match &slot {
+            Some(_) => inner.store.create_claimed(new, capacity, &inner.worker_id, inner.settings.lease_ttl).await,
+            None => inner.store.create(new, capacity).await.map(|created| (created, None)),
+        };
+        let (created, lease) = match stored {
+            Ok(stored) => stored,
             Err(StoreError::QueueFull) => {
                 metrics::counter!(names::OPERATIONS_REJECTED, "reason" => "queue_full").increment(1);
                 return Err(OperationsError::QueueFull);
             }
             Err(error) => return Err(error.into()),
         };
-        drop(open);
         if let Created::New(operation) = &created {
             metrics::counter!(names::OPERATIONS_SUBMITTED, "kind" => operation.kind.clone()).increment(1);
-            self.inner.wake_at(operation.not_before);
+            match (lease, slot) {
+                // Spawned before submissions can close: drain waits for it like any run.
+                (Some(lease), Some(slot)) => {
+                    let claim = Claim { operation: operation.clone(), lease };
+                    inner.runs.spawn(Arc::clone(inner).run(claim, slot));
+                }
+                _ => inner.wake_at(operation.not_before),
+            }
         }
+        drop(open);
         Ok(created)
     }
 

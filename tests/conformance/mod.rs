@@ -18,7 +18,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use keel::operations::store::{Created, Idempotency, ListQuery, NewOperation, OperationStore, PageToken, StoreError};
+use keel::operations::store::{
+    Created, Idempotency, Lease, ListQuery, NewOperation, OperationStore, PageToken, StoreError,
+};
 use keel::operations::{Operation, OperationError, Outcome, Progress, Status};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -53,12 +55,15 @@ macro_rules! store_conformance {
             a_retry_queues_the_operation_again_under_a_new_lease, a_released_lease_is_claimed_again_at_once,
             expire_queues_a_lost_operation_again_while_attempts_last, claim_many_takes_the_oldest_due_ones_up_to_its_limit,
             the_end_records_the_last_progress_report, concurrent_ends_each_get_their_own_answer,
-            concurrent_submissions_each_get_their_own_operation, each_operation_keeps_its_owner_and_listing_filters_by_it
+            concurrent_submissions_each_get_their_own_operation, each_operation_keeps_its_owner_and_listing_filters_by_it,
+            a_submission_is_claimed_with_it_when_nothing_older_is_ready,
+            a_submission_is_queued_behind_older_work_and_when_scheduled, a_claimed_submission_replays_without_a_lease
         );
         store_conformance!(@two $make;
             two_handles_see_one_store, two_handles_a_cancel_reaches_the_other_worker,
             two_handles_a_watch_is_fed_by_the_other, two_handles_claims_contended_hand_out_each_operation_once,
-            two_handles_work_queued_on_one_wakes_the_other, two_handles_an_expired_lease_fences_the_first_worker
+            two_handles_work_queued_on_one_wakes_the_other, two_handles_an_expired_lease_fences_the_first_worker,
+            two_handles_a_submission_claimed_on_one_is_running_for_the_other
         );
     };
     (@one $make:expr; $($case:ident),* $(,)?) => {
@@ -123,6 +128,15 @@ fn with_attempts(mut new: NewOperation, max_attempts: u32) -> NewOperation {
 async fn create(store: &Store, kind: &str) -> Operation {
     match store.create(new_operation(kind), ROOMY).await.expect("create") {
         Created::New(op) => op,
+        Created::Existing(op) => panic!("a fresh operation came back as existing: {op:?}"),
+    }
+}
+
+/// Submits through `create_claimed` for `worker`.
+async fn create_claimed(store: &Store, new: NewOperation, capacity: usize) -> (Operation, Option<Lease>) {
+    let (created, lease) = store.create_claimed(new, capacity, "worker", LEASE).await.expect("create_claimed");
+    match created {
+        Created::New(op) => (op, lease),
         Created::Existing(op) => panic!("a fresh operation came back as existing: {op:?}"),
     }
 }
@@ -778,4 +792,84 @@ pub async fn claim_many_takes_the_oldest_due_ones_up_to_its_limit(store: Store) 
     tokens.dedup();
     assert_eq!(tokens.len(), 5, "a lease of its own each");
     assert!(rest.iter().all(|c| c.operation.status == Status::Running && c.operation.attempt == 1));
+}
+
+pub async fn a_submission_is_claimed_with_it_when_nothing_older_is_ready(store: Store) {
+    let (op, lease) = create_claimed(&store, with_attempts(new_operation("sleep"), 3), ROOMY).await;
+    let lease = lease.expect("nothing else waits: claimed at once");
+    assert_eq!(lease.operation_id, op.id);
+    assert_eq!((op.status, op.attempt, op.max_attempts, op.done), (Status::Running, 1, 3, false));
+    assert!(op.started_at.is_some());
+    assert_eq!(store.get(&op.id).await.unwrap(), Some(op.clone()), "stored as it was returned");
+    assert!(store.claim("worker", LEASE).await.unwrap().is_none(), "not queued as well");
+    assert_eq!(store.counts().await.unwrap().running, 1);
+
+    // The lease is an ordinary one: renewed, fenced, and given back like any claim's.
+    store.heartbeat(&lease, LEASE).await.expect("renewed");
+    let released = store.release(&lease).await.unwrap();
+    assert_eq!((released.status, released.attempt), (Status::Queued, 0), "the attempt does not count");
+    assert!(matches!(store.heartbeat(&lease, LEASE).await, Err(StoreError::LeaseLost)));
+    let again = store.claim("worker", LEASE).await.unwrap().expect("given back, claimed again");
+    assert_ne!(again.lease.token, lease.token, "a new claim, a new token");
+    let done = store.finish(&again.lease, Outcome::Succeeded(json!(1)), None).await.unwrap();
+    assert_eq!((done.status, done.attempt), (Status::Succeeded, 1));
+
+    // Even when the queue is full: what starts at once is not queued.
+    let mut later = new_operation("sleep");
+    later.not_before = Some(OffsetDateTime::now_utc() + Duration::from_secs(3600));
+    store.create(later, 1).await.unwrap();
+    assert!(matches!(store.create(new_operation("sleep"), 1).await, Err(StoreError::QueueFull)));
+    let (op, lease) = create_claimed(&store, new_operation("sleep"), 1).await;
+    assert!(lease.is_some(), "work scheduled for later is not older work ready to start");
+    assert_eq!(op.status, Status::Running);
+}
+
+pub async fn a_submission_is_queued_behind_older_work_and_when_scheduled(store: Store) {
+    let older = create(&store, "sleep").await;
+    let (newer, lease) = create_claimed(&store, new_operation("sleep"), ROOMY).await;
+    assert!(lease.is_none(), "an older operation is ready: submission order holds");
+    assert_eq!((newer.status, newer.attempt), (Status::Queued, 0));
+    assert!(create_claimed(&store, new_operation("sleep"), 3).await.1.is_none(), "the third is queued too");
+    assert!(
+        matches!(store.create_claimed(new_operation("sleep"), 3, "worker", LEASE).await, Err(StoreError::QueueFull)),
+        "queued, it counts against the bound"
+    );
+    let claims = store.claim_many("worker", LEASE, 10).await.unwrap();
+    let order: Vec<&str> = claims.iter().map(|claim| claim.operation.id.as_str()).collect();
+    assert_eq!(order[..2], [older.id.as_str(), newer.id.as_str()], "oldest first");
+
+    let mut scheduled = new_operation("sleep");
+    scheduled.not_before = Some(OffsetDateTime::now_utc() + Duration::from_secs(3600));
+    let (op, lease) = create_claimed(&store, scheduled, ROOMY).await;
+    assert!(lease.is_none(), "scheduled for later: not started now");
+    assert_eq!(op.status, Status::Queued);
+}
+
+pub async fn a_claimed_submission_replays_without_a_lease(store: Store) {
+    let (first, lease) = create_claimed(&store, with_key(new_operation("sleep"), "k", "f"), ROOMY).await;
+    assert!(lease.is_some());
+    let (retry, again) =
+        store.create_claimed(with_key(new_operation("sleep"), "k", "f"), ROOMY, "worker", LEASE).await.unwrap();
+    assert!(matches!(&retry, Created::Existing(op) if op.id == first.id), "{retry:?}");
+    assert!(again.is_none(), "one run: the retry gets no lease of its own");
+    let other = store.create_claimed(with_key(new_operation("sleep"), "k", "other"), ROOMY, "worker", LEASE).await;
+    assert!(matches!(other, Err(StoreError::IdempotencyKeyMismatch)));
+}
+
+pub async fn two_handles_a_submission_claimed_on_one_is_running_for_the_other(a: Store, b: Store) {
+    let (op, lease) = create_claimed(&a, new_operation("sleep"), ROOMY).await;
+    let lease = lease.expect("claimed at once");
+    assert_eq!(b.get(&op.id).await.unwrap().map(|op| op.status), Some(Status::Running));
+    assert!(b.claim("worker-b", LEASE).await.unwrap().is_none(), "nothing for the other to claim");
+    let mut seen_by_b = b.watch(&op.id).await.unwrap().unwrap();
+    let done = a.finish(&lease, Outcome::Succeeded(json!({ "ok": 1 })), None).await.unwrap();
+    assert_eq!(until(&mut seen_by_b, |op| op.done).await, done, "the other learns of the end");
+
+    // A cancel made through the other reaches the process that runs it.
+    let (op, lease) = create_claimed(&a, new_operation("sleep"), ROOMY).await;
+    let lease = lease.expect("claimed at once");
+    let mut seen_by_a = a.watch(&op.id).await.unwrap().unwrap();
+    b.cancel(&op.id, OperationError::cancelled_by_client()).await.unwrap();
+    assert_eq!(until(&mut seen_by_a, |op| op.done).await.status, Status::Canceled);
+    assert!(matches!(a.finish(&lease, Outcome::Succeeded(json!(1)), None).await, Err(StoreError::LeaseLost)));
 }

@@ -144,6 +144,76 @@ impl Inner {
         Ok(snapshot)
     }
 
+    /// Stores `new`, queued, or running under a fresh lease when `claim_for` is given and it may
+    /// start at once: not scheduled for later, and nothing older ready to start.
+    fn insert(
+        &mut self,
+        new: NewOperation,
+        queue_capacity: usize,
+        claim_for: Option<Duration>,
+    ) -> Result<(Created, Option<Lease>), StoreError> {
+        let now = OffsetDateTime::now_utc();
+        if let Some(idem) = &new.idempotency
+            && let Some(replayed) = self.replay(idem, now)
+        {
+            return Ok((replayed?, None));
+        }
+        let nothing_older_ready =
+            self.queue.is_empty() && self.scheduled.first_key_value().is_none_or(|((at, _), _)| *at > now);
+        let claim_for = claim_for.filter(|_| new.not_before.is_none_or(|at| at <= now) && nothing_older_ready);
+        if claim_for.is_none() && self.queue.len() + self.scheduled.len() >= queue_capacity {
+            return Err(StoreError::QueueFull);
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let mut operation = Operation {
+            id: new.id.clone(),
+            kind: new.kind,
+            owner: new.owner,
+            status: Status::Queued,
+            done: false,
+            input: new.input,
+            progress: Progress::default(),
+            result: None,
+            error: None,
+            created_at: new.created_at,
+            started_at: None,
+            finished_at: None,
+            deadline_at: new.deadline_at,
+            attempt: 0,
+            max_attempts: new.max_attempts,
+            not_before: new.not_before,
+        };
+        if let Some(idem) = new.idempotency {
+            self.key_expiry.insert((idem.expires_at, seq), idem.key.clone());
+            let used = KeyRecord {
+                fingerprint: idem.fingerprint,
+                operation_id: new.id.clone(),
+                seq,
+                expires_at: idem.expires_at,
+            };
+            self.idempotency.insert(idem.key, used);
+        }
+        let mut lease = None;
+        match claim_for {
+            Some(lease_ttl) => {
+                self.next_lease += 1;
+                let token = self.next_lease;
+                operation.status = Status::Running;
+                operation.started_at = Some(now);
+                operation.attempt = 1;
+                self.running.insert(new.id.clone());
+                lease = Some(HeldLease { token, expires_at: now + lease_ttl });
+            }
+            None => self.enqueue(seq, new.id.clone(), new.not_before, now),
+        }
+        let claimed = lease.as_ref().map(|held| Lease { operation_id: new.id.clone(), token: held.token });
+        let (state, _) = watch::channel(operation.clone());
+        self.records.insert(new.id.clone(), Record { seq, state, lease });
+        self.by_seq.insert(seq, new.id);
+        Ok((Created::New(operation), claimed))
+    }
+
     fn remove(&mut self, id: &str) {
         if let Some(record) = self.records.remove(id) {
             self.by_seq.remove(&record.seq);
@@ -185,50 +255,18 @@ fn pop_before(index: &mut BTreeMap<(OffsetDateTime, u64), String>, cutoff: Offse
 #[async_trait]
 impl OperationStore for MemoryStore {
     async fn create(&self, new: NewOperation, queue_capacity: usize) -> Result<Created, StoreError> {
-        let mut inner = self.lock();
-        if let Some(idem) = &new.idempotency
-            && let Some(replayed) = inner.replay(idem, OffsetDateTime::now_utc())
-        {
-            return replayed;
-        }
-        if inner.queue.len() + inner.scheduled.len() >= queue_capacity {
-            return Err(StoreError::QueueFull);
-        }
-        let seq = inner.next_seq;
-        inner.next_seq += 1;
-        let operation = Operation {
-            id: new.id.clone(),
-            kind: new.kind,
-            owner: new.owner,
-            status: Status::Queued,
-            done: false,
-            input: new.input,
-            progress: Progress::default(),
-            result: None,
-            error: None,
-            created_at: new.created_at,
-            started_at: None,
-            finished_at: None,
-            deadline_at: new.deadline_at,
-            attempt: 0,
-            max_attempts: new.max_attempts,
-            not_before: new.not_before,
-        };
-        if let Some(idem) = new.idempotency {
-            inner.key_expiry.insert((idem.expires_at, seq), idem.key.clone());
-            let used = KeyRecord {
-                fingerprint: idem.fingerprint,
-                operation_id: new.id.clone(),
-                seq,
-                expires_at: idem.expires_at,
-            };
-            inner.idempotency.insert(idem.key, used);
-        }
-        let (state, _) = watch::channel(operation.clone());
-        inner.records.insert(new.id.clone(), Record { seq, state, lease: None });
-        inner.by_seq.insert(seq, new.id.clone());
-        inner.enqueue(seq, new.id, new.not_before, OffsetDateTime::now_utc());
-        Ok(Created::New(operation))
+        Ok(self.lock().insert(new, queue_capacity, None)?.0)
+    }
+
+    /// One process owns a memory store, so the worker is not recorded; a shared store records it.
+    async fn create_claimed(
+        &self,
+        new: NewOperation,
+        queue_capacity: usize,
+        _worker: &str,
+        lease_ttl: Duration,
+    ) -> Result<(Created, Option<Lease>), StoreError> {
+        self.lock().insert(new, queue_capacity, Some(lease_ttl))
     }
 
     async fn get(&self, id: &str) -> Result<Option<Operation>, StoreError> {

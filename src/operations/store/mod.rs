@@ -3,6 +3,7 @@
 //!
 //! The contract is written for several worker processes sharing one store:
 //! - **claiming**: `claim` hands the oldest queued operation to exactly one worker, under a lease;
+//!   `create_claimed` hands a new one to the worker submitting it when nothing older is ready;
 //! - **leases**: the worker renews them with `heartbeat`; `expire` ends operations whose worker
 //!   stopped renewing;
 //! - **fencing**: `set_progress` and `finish` need the current [`Lease`], so a stale worker (one
@@ -35,6 +36,26 @@ pub trait OperationStore: Send + Sync + 'static {
     /// gone) or `queue_capacity` operations are queued already. Creation is atomic: of two
     /// concurrent submissions with one key, one creates and the other gets what it created.
     async fn create(&self, new: NewOperation, queue_capacity: usize) -> Result<Created, StoreError>;
+
+    /// [`create`](Self::create), claiming the new operation for `worker` in the same step when
+    /// it may start at once: it is not scheduled for later and nothing older is ready to start,
+    /// so submission order still holds. The caller holds a free slot for it. The lease comes
+    /// back with the operation, `running` on its first attempt; `None` when it was queued
+    /// instead, or when an idempotency key returned an existing one.
+    ///
+    /// Why: a replica that runs what it accepts spends one write on it where a create and a
+    /// claim spend two, and wakes no other replica to race for it. The default claims nothing,
+    /// which is correct for any store, only slower.
+    async fn create_claimed(
+        &self,
+        new: NewOperation,
+        queue_capacity: usize,
+        worker: &str,
+        lease_ttl: Duration,
+    ) -> Result<(Created, Option<Lease>), StoreError> {
+        let _ = (worker, lease_ttl);
+        Ok((self.create(new, queue_capacity).await?, None))
+    }
 
     async fn get(&self, id: &str) -> Result<Option<Operation>, StoreError>;
 

@@ -199,6 +199,13 @@ impl Fanout {
         let _ = self.outgoing.send(Event::Created(operation.id.clone()));
     }
 
+    /// An operation created here and claimed by the same statement: remembered, so the watches
+    /// its run and its submitter set up right after need no read. Nobody else is told: there is
+    /// no work in it for another replica, and a watch set up there reads it.
+    pub(super) fn started(&self, operation: &Operation, version: i64) {
+        lock(&self.recent).note(&operation.id, Some(Arc::new((operation.clone(), version))));
+    }
+
     /// A live view of `id`, fed by this process's changes and the others' notifications.
     pub(super) async fn watch(
         &self,

@@ -3,7 +3,9 @@
 //! How it works, in the manner of the queues built on Postgres (Oban, River, graphile-worker):
 //! - **claiming**: `UPDATE … WHERE id IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)`, oldest
 //!   first, as many as the dispatcher has free slots, so claimers on every replica take
-//!   different rows without waiting on each other;
+//!   different rows without waiting on each other. A submission that finds a free slot here and
+//!   nothing older ready is inserted already claimed, in the same statement: one row version
+//!   and one statement fewer, and no other replica woken for it;
 //! - **fencing**: every claim draws a new token from a sequence; heartbeats, progress and the
 //!   result are written only where `lease_token` is still that token (held exactly while the
 //!   operation runs, a constraint says), so a stale worker's writes change nothing;
@@ -28,19 +30,22 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Executor as _, Row};
+use sqlx::{Connection as _, Executor as _, Row};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
 use self::endings::Ending;
 use self::fanout::{Fanout, fetch};
-use self::rows::{OPERATION_COLUMNS, operation_from_row};
+use self::rows::{OPERATION_COLUMNS, lease_from_row, operation_from_row};
 use super::{Claim, Counts, Created, Lease, ListQuery, NewOperation, OperationStore, Page, PageToken, StoreError};
 use crate::config::DatabaseSettings;
 use crate::operations::model::{Operation, OperationError, Outcome, Progress};
 
 /// The embedded migrations (`migrations/`), applied by `keel migrate` or at start-up.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+
+/// A pooled connection idle this long is checked before use.
+const IDLE_BEFORE_CHECK: Duration = Duration::from_secs(1);
 
 /// Rows deleted per statement when purging, so that retention never holds long locks.
 const PURGE_BATCH: i64 = 1000;
@@ -76,10 +81,23 @@ impl PostgresStore {
 
     /// Connects with explicit options (tests point them at a schema of their own).
     pub async fn connect_with(options: PgConnectOptions, settings: &DatabaseSettings) -> Result<Self, StoreError> {
+        // sqlx checks a connection with a round trip when it goes back to the pool, and by
+        // default again when it is taken out: two round trips around every statement. Only a
+        // connection that sat idle a while (across a database restart, say) is checked when
+        // taken; under load that is none of them.
         let pool_options = || {
             PgPoolOptions::new()
                 .max_connections(settings.max_connections.div_ceil(2).max(1))
                 .acquire_timeout(settings.connect_timeout())
+                .test_before_acquire(false)
+                .before_acquire(|connection, meta| {
+                    Box::pin(async move {
+                        if meta.idle_for >= IDLE_BEFORE_CHECK {
+                            connection.ping().await?;
+                        }
+                        Ok(true)
+                    })
+                })
         };
         let relaxed = pool_options().connect_lazy_with(options.clone().options([("synchronous_commit", "off")]));
         let pool = pool_options().connect_with(options).await.map_err(classify)?;
@@ -103,6 +121,108 @@ impl PostgresStore {
             sqlx::migrate::MigrateError::Execute(error) => classify(error),
             other => StoreError::Backend(Arc::new(other)),
         })
+    }
+
+    /// Stores `new`: queued, or, with `claim_for` and when it may start at once (not scheduled,
+    /// nothing older ready to start), running under a fresh lease for that worker, in the same
+    /// statement.
+    async fn insert(
+        &self,
+        new: NewOperation,
+        queue_capacity: usize,
+        claim_for: Option<(&str, Duration)>,
+    ) -> Result<(Created, Option<Lease>), StoreError> {
+        // The bound counts what is queued in the whole store. Concurrent submissions on several
+        // replicas may each see the last free place, so it can be passed by as many submissions
+        // as arrive at that same instant: a back-pressure limit, not an exact one. A claimed
+        // submission is not queued, so the bound does not apply to it, and Postgres evaluates
+        // the count only when it does (an InitPlan runs when first needed).
+        let insert = returning(
+            "INSERT INTO keel_operations (id, kind, status, input, created_at, deadline_at, max_attempts, not_before,
+                                          owner, started_at, worker, lease_token, lease_expires_at, attempt)
+             SELECT $1, $2, CASE WHEN start THEN 'running' ELSE 'queued' END, $3, $4, $5, $7, $8, $9,
+                    CASE WHEN start THEN $10 END, CASE WHEN start THEN $11 END,
+                    CASE WHEN start THEN nextval('keel_lease_tokens') END, CASE WHEN start THEN $12 END,
+                    CASE WHEN start THEN 1 ELSE 0 END
+             FROM (SELECT $11::text IS NOT NULL AND ($8::timestamptz IS NULL OR $8 <= $10)
+                          AND NOT EXISTS (SELECT FROM keel_operations
+                                          WHERE status = 'queued' AND (not_before IS NULL OR not_before <= $10))) AS d(start)
+             WHERE start OR (SELECT count(*) FROM keel_operations WHERE status = 'queued') < $6",
+        );
+        let capacity = i64::try_from(queue_capacity).unwrap_or(i64::MAX);
+        let now = OffsetDateTime::now_utc();
+        let query = sqlx::query(&insert)
+            .bind(&new.id)
+            .bind(&new.kind)
+            .bind(sqlx::types::Json(&new.input))
+            .bind(new.created_at)
+            .bind(new.deadline_at)
+            .bind(capacity)
+            .bind(i32::try_from(new.max_attempts).unwrap_or(i32::MAX))
+            .bind(new.not_before)
+            .bind(&*new.owner)
+            .bind(now)
+            .bind(claim_for.map(|(worker, _)| worker))
+            .bind(claim_for.map(|(_, lease_ttl)| now + lease_ttl));
+        let Some(idem) = &new.idempotency else {
+            // Without a key, one statement.
+            let row = query.fetch_optional(&self.pool).await.map_err(classify)?;
+            return self.created(&row.ok_or(StoreError::QueueFull)?);
+        };
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        // Takes the key when it is free or expired; when another submission holds it, waits for
+        // that one to commit and then leaves the key as it is.
+        let taken = sqlx::query(
+            "INSERT INTO keel_idempotency_keys AS k (key, fingerprint, operation_id, expires_at)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (key) DO UPDATE
+               SET fingerprint = EXCLUDED.fingerprint, operation_id = EXCLUDED.operation_id,
+                   expires_at = EXCLUDED.expires_at
+               WHERE k.expires_at <= $5",
+        )
+        .bind(&idem.key)
+        .bind(&idem.fingerprint)
+        .bind(&new.id)
+        .bind(idem.expires_at)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        if taken.rows_affected() == 0 {
+            let (fingerprint, operation_id, expires_at): (String, String, OffsetDateTime) = sqlx::query_as(
+                "SELECT fingerprint, operation_id, expires_at FROM keel_idempotency_keys WHERE key = $1",
+            )
+            .bind(&idem.key)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(classify)?;
+            tx.rollback().await.map_err(classify)?;
+            if fingerprint != idem.fingerprint {
+                return Err(StoreError::IdempotencyKeyMismatch);
+            }
+            return match fetch(&self.pool, &operation_id).await? {
+                Some((operation, _)) => Ok((Created::Existing(operation), None)),
+                None => Err(StoreError::IdempotencyKeySpent { operation_id, expires_at }),
+            };
+        }
+        let Some(row) = query.fetch_optional(&mut *tx).await.map_err(classify)? else {
+            tx.rollback().await.map_err(classify)?;
+            return Err(StoreError::QueueFull);
+        };
+        tx.commit().await.map_err(classify)?;
+        self.created(&row)
+    }
+
+    /// The operation an insert returned, and its lease if it was claimed. A queued one may
+    /// wake other replicas; a claimed one concerns nobody else yet.
+    fn created(&self, row: &PgRow) -> Result<(Created, Option<Lease>), StoreError> {
+        let (operation, version) = operation_from_row(row)?;
+        let lease = lease_from_row(row, &operation.id)?;
+        match lease {
+            Some(_) => self.fanout.started(&operation, version),
+            None => self.fanout.created(&operation, version),
+        }
+        Ok((Created::New(operation), lease))
     }
 
     /// The operation a changing statement returned, handed to its watchers and announced.
@@ -215,76 +335,17 @@ async fn try_sweeper_lock(tx: &mut sqlx::PgConnection, key: i64) -> Result<bool,
 #[async_trait]
 impl OperationStore for PostgresStore {
     async fn create(&self, new: NewOperation, queue_capacity: usize) -> Result<Created, StoreError> {
-        // The bound counts what is queued in the whole store. Concurrent submissions on several
-        // replicas may each see the last free place, so it can be passed by as many submissions
-        // as arrive at that same instant: a back-pressure limit, not an exact one.
-        let insert = returning(
-            "INSERT INTO keel_operations (id, kind, status, input, created_at, deadline_at, max_attempts, not_before, owner)
-             SELECT $1, $2, 'queued', $3, $4, $5, $7, $8, $9
-             WHERE (SELECT count(*) FROM keel_operations WHERE status = 'queued') < $6",
-        );
-        let capacity = i64::try_from(queue_capacity).unwrap_or(i64::MAX);
-        let query = sqlx::query(&insert)
-            .bind(&new.id)
-            .bind(&new.kind)
-            .bind(sqlx::types::Json(&new.input))
-            .bind(new.created_at)
-            .bind(new.deadline_at)
-            .bind(capacity)
-            .bind(i32::try_from(new.max_attempts).unwrap_or(i32::MAX))
-            .bind(new.not_before)
-            .bind(&*new.owner);
-        let Some(idem) = &new.idempotency else {
-            // Without a key, one statement.
-            let row = query.fetch_optional(&self.pool).await.map_err(classify)?;
-            let (operation, version) = operation_from_row(&row.ok_or(StoreError::QueueFull)?)?;
-            self.fanout.created(&operation, version);
-            return Ok(Created::New(operation));
-        };
-        let mut tx = self.pool.begin().await.map_err(classify)?;
-        // Takes the key when it is free or expired; when another submission holds it, waits for
-        // that one to commit and then leaves the key as it is.
-        let taken = sqlx::query(
-            "INSERT INTO keel_idempotency_keys AS k (key, fingerprint, operation_id, expires_at)
-             VALUES ($1, $2, $3, $4)
-             ON CONFLICT (key) DO UPDATE
-               SET fingerprint = EXCLUDED.fingerprint, operation_id = EXCLUDED.operation_id,
-                   expires_at = EXCLUDED.expires_at
-               WHERE k.expires_at <= $5",
-        )
-        .bind(&idem.key)
-        .bind(&idem.fingerprint)
-        .bind(&new.id)
-        .bind(idem.expires_at)
-        .bind(OffsetDateTime::now_utc())
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?;
-        if taken.rows_affected() == 0 {
-            let (fingerprint, operation_id, expires_at): (String, String, OffsetDateTime) = sqlx::query_as(
-                "SELECT fingerprint, operation_id, expires_at FROM keel_idempotency_keys WHERE key = $1",
-            )
-            .bind(&idem.key)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(classify)?;
-            tx.rollback().await.map_err(classify)?;
-            if fingerprint != idem.fingerprint {
-                return Err(StoreError::IdempotencyKeyMismatch);
-            }
-            return match fetch(&self.pool, &operation_id).await? {
-                Some((operation, _)) => Ok(Created::Existing(operation)),
-                None => Err(StoreError::IdempotencyKeySpent { operation_id, expires_at }),
-            };
-        }
-        let Some(row) = query.fetch_optional(&mut *tx).await.map_err(classify)? else {
-            tx.rollback().await.map_err(classify)?;
-            return Err(StoreError::QueueFull);
-        };
-        tx.commit().await.map_err(classify)?;
-        let (operation, version) = operation_from_row(&row)?;
-        self.fanout.created(&operation, version);
-        Ok(Created::New(operation))
+        Ok(self.insert(new, queue_capacity, None).await?.0)
+    }
+
+    async fn create_claimed(
+        &self,
+        new: NewOperation,
+        queue_capacity: usize,
+        worker: &str,
+        lease_ttl: Duration,
+    ) -> Result<(Created, Option<Lease>), StoreError> {
+        self.insert(new, queue_capacity, Some((worker, lease_ttl))).await
     }
 
     async fn get(&self, id: &str) -> Result<Option<Operation>, StoreError> {
@@ -341,10 +402,12 @@ impl OperationStore for PostgresStore {
         let mut claims = Vec::with_capacity(rows.len());
         for row in &rows {
             let seq: i64 = row.try_get("seq").map_err(classify)?;
-            let token: i64 = row.try_get("lease_token").map_err(classify)?;
-            let token = u64::try_from(token).map_err(|error| StoreError::Backend(Arc::new(error)))?;
             let operation = self.changed(row)?;
-            let lease = Lease { operation_id: operation.id.clone(), token };
+            let lease = lease_from_row(row, &operation.id)?.ok_or_else(|| {
+                StoreError::Backend(Arc::from(Box::<dyn std::error::Error + Send + Sync>::from(
+                    "a claim without a lease",
+                )))
+            })?;
             claims.push((seq, Claim { operation, lease }));
         }
         // RETURNING keeps no order: oldest first, as they were chosen.

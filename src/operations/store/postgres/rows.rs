@@ -9,7 +9,7 @@ use sqlx::types::Json;
 
 use super::classify;
 use crate::operations::model::{Operation, OperationError, Progress, Status};
-use crate::operations::store::StoreError;
+use crate::operations::store::{Lease, StoreError};
 
 /// The columns [`operation_from_row`] reads, plus those the store reads itself.
 pub const OPERATION_COLUMNS: &str = "seq, id, kind, owner, status, input, progress_percent, progress_message, result, error, \
@@ -52,4 +52,15 @@ pub fn operation_from_row(row: &PgRow) -> Result<(Operation, i64), StoreError> {
 fn count(row: &PgRow, column: &str) -> Result<u32, StoreError> {
     let value: i32 = row.try_get(column).map_err(classify)?;
     Ok(u32::try_from(value).unwrap_or(0))
+}
+
+/// The lease `row` holds, if it is running: its token comes from a `bigint` sequence.
+pub fn lease_from_row(row: &PgRow, operation_id: &str) -> Result<Option<Lease>, StoreError> {
+    let token: Option<i64> = row.try_get("lease_token").map_err(classify)?;
+    token
+        .map(|token| {
+            let token = u64::try_from(token).map_err(|error| StoreError::Backend(Arc::new(error)))?;
+            Ok(Lease { operation_id: operation_id.to_owned(), token })
+        })
+        .transpose()
 }
