@@ -36,7 +36,7 @@ use tokio::sync::watch;
 
 use self::endings::Ending;
 use self::fanout::{Fanout, fetch};
-use self::rows::{OPERATION_COLUMNS, lease_from_row, operation_from_row};
+use self::rows::{OPERATION_COLUMNS, lease_from_row, malformed, operation_from_row};
 use super::{Claim, Counts, Created, Lease, ListQuery, NewOperation, OperationStore, Page, PageToken, StoreError};
 use crate::config::DatabaseSettings;
 use crate::operations::model::{Operation, OperationError, Outcome, Progress};
@@ -403,11 +403,7 @@ impl OperationStore for PostgresStore {
         for row in &rows {
             let seq: i64 = row.try_get("seq").map_err(classify)?;
             let operation = self.changed(row)?;
-            let lease = lease_from_row(row, &operation.id)?.ok_or_else(|| {
-                StoreError::Backend(Arc::from(Box::<dyn std::error::Error + Send + Sync>::from(
-                    "a claim without a lease",
-                )))
-            })?;
+            let lease = lease_from_row(row, &operation.id)?.ok_or_else(|| malformed("a claim without a lease"))?;
             claims.push((seq, Claim { operation, lease }));
         }
         // RETURNING keeps no order: oldest first, as they were chosen.

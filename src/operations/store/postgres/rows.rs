@@ -18,9 +18,7 @@ pub const OPERATION_COLUMNS: &str = "seq, id, kind, owner, status, input, progre
 /// The operation in `row`, and its version.
 pub fn operation_from_row(row: &PgRow) -> Result<(Operation, i64), StoreError> {
     let status: String = row.try_get("status").map_err(classify)?;
-    let status: Status = status.parse().map_err(|error: String| {
-        StoreError::Backend(Arc::from(Box::<dyn std::error::Error + Send + Sync>::from(error)))
-    })?;
+    let status: Status = status.parse().map_err(malformed)?;
     let percent: i16 = row.try_get("progress_percent").map_err(classify)?;
     let result: Option<Json<Value>> = row.try_get("result").map_err(classify)?;
     let error: Option<Json<OperationError>> = row.try_get("error").map_err(classify)?;
@@ -63,4 +61,9 @@ pub fn lease_from_row(row: &PgRow, operation_id: &str) -> Result<Option<Lease>, 
             Ok(Lease { operation_id: operation_id.to_owned(), token })
         })
         .transpose()
+}
+
+/// A row that breaks what the schema promises: a bug or a schema mismatch, not worth a retry.
+pub fn malformed(what: impl Into<String>) -> StoreError {
+    StoreError::Backend(Arc::from(Box::<dyn std::error::Error + Send + Sync>::from(what.into())))
 }
