@@ -512,7 +512,9 @@ mod tests {
     use super::*;
 
     fn operation(id: &str, input: serde_json::Value) -> Operation {
-        let now = time::OffsetDateTime::now_utc().replace_nanosecond(123_456_000).unwrap();
+        // A fixed instant, with the microseconds Postgres keeps: two calls must build equal
+        // operations, which the clock would not promise across a second's boundary.
+        let now = time::OffsetDateTime::from_unix_timestamp_nanos(1_796_000_000_123_456_000).unwrap();
         Operation {
             id: id.to_owned(),
             kind: "sleep".to_owned(),
