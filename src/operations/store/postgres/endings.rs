@@ -4,8 +4,15 @@
 //! An end is a flushed commit, since a client is told the result. Written one statement each,
 //! Postgres spent most of an end on the statement rather than the row: a round trip, a commit,
 //! and the pool's check of the connection on its return. Ends that arrive together now share
-//! all three; an end that arrives alone is written at once, as before. Up to [`IN_FLIGHT`]
-//! batches are written at a time, so one slow statement does not hold back the rest.
+//! all three; an end that arrives alone is written at once, as before.
+//!
+//! A batch waits for the one being written unless it is full: the ends that arrive meanwhile
+//! join it. Up to four batches written side by side, as this module first did, each came out
+//! about a quarter as big, and a statement costs Postgres nearly as much for one row as for
+//! twenty. Measured side by side in `make bench`'s Postgres runs, one replica went from 4,300 to
+//! 4,900 operations/s, and two replicas (whose batches are half as big) from 3,400 to 4,400.
+//! Full batches still go side by side, up to [`IN_FLIGHT`], so that under a burst one slow
+//! statement does not hold back the rest.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -13,7 +20,8 @@ use std::sync::Arc;
 use sqlx::Row;
 use sqlx::postgres::PgPool;
 use time::OffsetDateTime;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
 
 use super::classify;
 use super::fanout::Fanout;
@@ -66,20 +74,48 @@ pub(super) fn start(pool: PgPool, fanout: Arc<Fanout>) -> mpsc::UnboundedSender<
 }
 
 async fn write_in_batches(pool: PgPool, fanout: Arc<Fanout>, mut incoming: mpsc::UnboundedReceiver<Ending>) {
-    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
-    loop {
-        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { return };
-        // Whatever has arrived, up to a batch; waits only for the first.
-        let mut batch = Vec::new();
-        if incoming.recv_many(&mut batch, MAX_BATCH).await == 0 {
-            return;
+    let mut writing = JoinSet::new();
+    while let Some(batch) = next_batch(&mut incoming, &mut writing).await {
+        while writing.len() >= IN_FLIGHT {
+            writing.join_next().await;
         }
         let (pool, fanout) = (pool.clone(), Arc::clone(&fanout));
-        tokio::spawn(async move {
-            write(&pool, &fanout, batch).await;
-            drop(slot);
-        });
+        writing.spawn(async move { write(&pool, &fanout, batch).await });
     }
+    // The last ends are written before the writer goes: dropping the set would abort them.
+    while writing.join_next().await.is_some() {}
+}
+
+/// The next batch: whatever has arrived, waiting for the first end; then, while a batch is
+/// being written and this one is not full, whatever arrives until that write is done. `None`
+/// once every sender is gone and nothing is left.
+async fn next_batch(incoming: &mut mpsc::UnboundedReceiver<Ending>, writing: &mut JoinSet<()>) -> Option<Vec<Ending>> {
+    let mut batch = Vec::new();
+    loop {
+        tokio::select! {
+            received = incoming.recv_many(&mut batch, MAX_BATCH) => {
+                if received == 0 {
+                    return None;
+                }
+                break;
+            }
+            // Finished writes are collected while idle, so the set does not grow.
+            Some(_) = writing.join_next() => {}
+        }
+    }
+    while batch.len() < MAX_BATCH && !writing.is_empty() {
+        let room = MAX_BATCH - batch.len();
+        tokio::select! {
+            biased;
+            Some(_) = writing.join_next() => break,
+            received = incoming.recv_many(&mut batch, room) => {
+                if received == 0 {
+                    break;
+                }
+            }
+        }
+    }
+    Some(batch)
 }
 
 /// Writes `batch`, one end per operation in a statement: a second end of the same lease (which
@@ -150,5 +186,80 @@ async fn write_once(pool: &PgPool, fanout: &Fanout, batch: Vec<Ending>) {
     for ending in batch {
         // Not returned: the lease had been lost (a cancel, an expiry, another claim).
         let _ = ending.reply.send(ended.remove(&ending.id).unwrap_or(Err(StoreError::LeaseLost)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn ending(id: &str) -> Ending {
+        Ending::new(id, 1, &Outcome::Succeeded(serde_json::json!(1)), None).expect("an end").0
+    }
+
+    /// A write that lasts until the returned sender is used or dropped.
+    fn writing_until_told() -> (JoinSet<()>, oneshot::Sender<()>) {
+        let (done, told) = oneshot::channel::<()>();
+        let mut writing = JoinSet::new();
+        writing.spawn(async move {
+            let _ = told.await;
+        });
+        (writing, done)
+    }
+
+    fn ids(batch: &[Ending]) -> Vec<&str> {
+        batch.iter().map(|ending| ending.id.as_str()).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_end_that_arrives_alone_is_written_at_once() {
+        let (endings, mut incoming) = mpsc::unbounded_channel();
+        endings.send(ending("a")).ok();
+        let batch = next_batch(&mut incoming, &mut JoinSet::new()).await.expect("a batch");
+        assert_eq!(ids(&batch), ["a"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ends_that_arrive_while_a_batch_is_written_wait_for_it_and_go_together() {
+        let (endings, mut incoming) = mpsc::unbounded_channel();
+        let (mut writing, done) = writing_until_told();
+        endings.send(ending("a")).ok();
+        let batch = {
+            let next = next_batch(&mut incoming, &mut writing);
+            tokio::pin!(next);
+            assert!(tokio::time::timeout(Duration::from_secs(1), &mut next).await.is_err(), "waits for the write");
+            endings.send(ending("b")).ok();
+            endings.send(ending("c")).ok();
+            done.send(()).ok();
+            next.await.expect("a batch")
+        };
+        assert_eq!(ids(&batch), ["a", "b", "c"]);
+        assert!(writing.is_empty(), "the finished write is collected");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_batch_goes_without_waiting() {
+        let (endings, mut incoming) = mpsc::unbounded_channel();
+        let (mut writing, _done) = writing_until_told();
+        for n in 0..MAX_BATCH + 1 {
+            endings.send(ending(&n.to_string())).ok();
+        }
+        let batch = next_batch(&mut incoming, &mut writing).await.expect("a batch");
+        assert_eq!(batch.len(), MAX_BATCH);
+        assert_eq!(writing.len(), 1, "still being written");
+        let next = tokio::time::timeout(Duration::from_secs(1), next_batch(&mut incoming, &mut writing)).await;
+        assert!(next.is_err(), "the one left over waits for the write");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_writer_ends_once_every_sender_is_gone_and_nothing_is_left() {
+        let (endings, mut incoming) = mpsc::unbounded_channel();
+        let (mut writing, _done) = writing_until_told();
+        endings.send(ending("a")).ok();
+        drop(endings);
+        assert_eq!(ids(&next_batch(&mut incoming, &mut writing).await.expect("the last one")), ["a"]);
+        assert!(next_batch(&mut incoming, &mut writing).await.is_none());
     }
 }
