@@ -10,9 +10,10 @@ the four GET / programs interleaved:
 Then the operation layer: submit-to-completion throughput of a trivial operation over HTTP,
 memory per queued and per finished operation, start-up time to a ready /readyz, idle memory,
 and the release binary's size. Then the Postgres store, on the machine's Postgres
-(BENCH_DATABASE_URL): the same throughput with one replica and with two, pgbench's built-in
-simple-update rate on the same server in the same run (the ceiling), and the queue latency
-(submission to start) at half the one-replica throughput. The database is on the same host, so
+(BENCH_DATABASE_URL): the same throughput with one replica and with two (configured alike,
+and sharing one pool's connections), pgbench's built-in simple-update rate on the same server
+in the same run (the ceiling), and the queue latency (submission to start) at half the
+one-replica throughput. The database is on the same host, so
 keel and pgbench connect without TLS (`sslmode=disable`), as to a database on a private network;
 one replica is measured with `sslmode=prefer` as well (TLS, as this server offers it), which
 is what a URL without `sslmode` gets.
@@ -44,6 +45,9 @@ THREADS = 2
 OPERATIONS = int(os.environ.get("BENCH_OPERATIONS", "100000"))
 ACCESS_LOG_OFF = "info,keel::http::middleware=warn"
 DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+# A replica's pool when tuned for this machine: the throughput of one replica grows with its
+# pool up to about this size (each submission holds a connection through its flushed commit).
+TUNED_POOL = 32
 
 
 def free_port():
@@ -224,23 +228,24 @@ class Schema:
         psql(f"DROP SCHEMA IF EXISTS {self.name} CASCADE")
 
 
-def postgres_replicas(url, count):
-    """`count` keel replicas on the Postgres store, sharing the database's connections."""
+def postgres_replicas(url, count, pool):
+    """`count` keel replicas on the Postgres store, each with a pool of `pool` connections (the
+    configured default when `None`)."""
     servers = []
     for _ in range(count):
         port = free_port()
+        settings = {} if pool is None else {"database__max_connections": pool}
         servers.append((port, serve(
             port, {"DATABASE_URL": url}, operations__store="postgres", operations__max_running=256,
-            operations__queue_capacity=100000, operations__retention_ms=5000,
-            database__max_connections=32 // count,
+            operations__queue_capacity=100000, operations__retention_ms=5000, **settings,
         )))
     return servers
 
 
-def postgres_throughput(count, sslmode="disable"):
+def postgres_throughput(count, pool, sslmode="disable"):
     """Submit-to-completion (Prefer: wait) throughput with `count` replicas, wrk on each at once."""
     with Schema(f"keel_bench_{count}") as url:
-        servers = postgres_replicas(f"{url}&sslmode={sslmode}", count)
+        servers = postgres_replicas(f"{url}&sslmode={sslmode}", count, pool)
         try:
             urls = [f"http://127.0.0.1:{port}/v1/operations" for port, _ in servers]
             script = ROOT / "bench" / "submit.lua"
@@ -282,7 +287,7 @@ def pgbench_rate():
 def queue_latency(rate):
     """Submission to start at a fixed `rate` (half the one-replica throughput), one replica."""
     with Schema("keel_bench_latency") as url:
-        servers = postgres_replicas(f"{url}&sslmode=disable", 1)
+        servers = postgres_replicas(f"{url}&sslmode=disable", 1, TUNED_POOL)
         try:
             output = subprocess.run(
                 [str(RELEASE / "examples" / "queue_latency"), str(int(rate)), str(SECONDS),
@@ -296,11 +301,18 @@ def queue_latency(rate):
 
 
 def bench_postgres():
-    one = postgres_throughput(1)
-    two = postgres_throughput(2)
-    tls = postgres_throughput(1, sslmode="prefer")
-    return {"one": one, "two": two, "one_tls": tls, "pgbench_tps": pgbench_rate(),
-            "latency": queue_latency(one["rps"] / 2)}
+    """Replicas configured alike, as an operator scales out (the shipped pool of 10 each); one
+    replica with a bigger pool, the most it does here, and two replicas sharing that pool's
+    connections; the bigger pool again over TLS."""
+    one = postgres_throughput(1, TUNED_POOL)
+    results = {
+        "one": one,
+        "two_shared": postgres_throughput(2, TUNED_POOL // 2),
+        "one_default": postgres_throughput(1, None),
+        "two_default": postgres_throughput(2, None),
+        "one_tls": postgres_throughput(1, TUNED_POOL, sslmode="prefer"),
+    }
+    return {**results, "pgbench_tps": pgbench_rate(), "latency": queue_latency(one["rps"] / 2)}
 
 
 def startup():
@@ -368,14 +380,20 @@ def table(results):
             "",
             "| Postgres store (the machine's PostgreSQL 15, same run, without TLS unless said) | measured | target |",
             "|---|---|---|",
-            f"| trivial operations, submit to completion over HTTP, one replica | {pg['one']['rps']:,.0f} /s (p99 {pg['one']['p99_ms']:.1f} ms) | 2,000 /s |",
-            f"| the same, two replicas | {pg['two']['rps']:,.0f} /s (p99 {pg['two']['p99_ms']:.1f} ms) | not slower than one |",
-            f"| one replica again, with `sslmode=prefer` (TLS here, what a URL without `sslmode` gets) | {pg['one_tls']['rps']:,.0f} /s (p99 {pg['one_tls']['p99_ms']:.1f} ms) | |",
+            f"| trivial operations, submit to completion over HTTP: one replica, pool of {TUNED_POOL} | {rate(pg['one'])} | 2,000 /s |",
+            f"| two replicas sharing those {TUNED_POOL} connections ({TUNED_POOL // 2} each) | {rate(pg['two_shared'])} | |",
+            f"| one replica as shipped (`database.max_connections` 10) | {rate(pg['one_default'])} | |",
+            f"| two replicas as shipped (10 connections each) | {rate(pg['two_default'])} | not slower than one as shipped |",
+            f"| one replica, pool of {TUNED_POOL}, with `sslmode=prefer` (TLS here, what a URL without `sslmode` gets) | {rate(pg['one_tls'])} | |",
             f"| pgbench simple-update (`-N -c16 -j2`), the ceiling | {pg['pgbench_tps']:,.0f} transactions/s | |",
             f"| queue latency (submission to start) at {pg['latency']['rate']:,} /s, p50 / p99 "
             f"| {pg['latency']['p50_ms']:.3f} ms / {pg['latency']['p99_ms']:.3f} ms | |",
         ]
     return "\n".join(lines)
+
+
+def rate(run):
+    return f"{run['rps']:,.0f} /s (p99 {run['p99_ms']:.1f} ms)"
 
 
 def table_http(http):
