@@ -120,6 +120,13 @@ fn heartbeats_must_come_well_within_the_lease() {
 }
 
 #[test]
+fn the_postgres_store_needs_three_connections_at_least() {
+    let error = load(&[("APP_DATABASE__MAX_CONNECTIONS", "2")]).unwrap_err();
+    assert!(error.contains("database.max_connections") && error.contains("at least 3"), "{error}");
+    assert!(load(&[("APP_DATABASE__MAX_CONNECTIONS", "3")]).is_ok());
+}
+
+#[test]
 fn the_public_url_must_be_a_plain_http_base() {
     let settings = load(&[("APP_SERVER__PUBLIC_URL", "https://api.example.com/billing")]).unwrap();
     assert_eq!(settings.server.public_url.as_deref(), Some("https://api.example.com/billing"));

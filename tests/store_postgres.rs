@@ -110,3 +110,73 @@ async fn operations_stored_before_owners_belong_to_anonymous_after_the_upgrade()
         Created::New(operation) => panic!("the old key was lost: created {}", operation.id),
     }
 }
+
+/// A replica's connections stay within `database.max_connections`, however many submissions
+/// wait, and most of them serve submissions, which hold theirs until the commit is flushed: of 8,
+/// a quarter serve claims and heartbeats, one listens, and 5 are left for submissions.
+#[tokio::test]
+async fn the_connections_stay_within_the_budget_and_most_of_them_serve_submissions() {
+    use std::time::Duration;
+
+    use keel::operations::store::{Created, NewOperation};
+    use sqlx::Connection;
+    use time::OffsetDateTime;
+
+    let Some(schema) = TestSchema::create().await else { return };
+    let settings = schema.settings();
+    assert_eq!(settings.max_connections, 8);
+    let store = Arc::new(keel::operations::store::PostgresStore::connect(&settings).await.unwrap());
+    let mut locker = schema.connect().await;
+    let mut observer = schema.connect().await;
+    let locker_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut locker).await.unwrap();
+    // Every submission waits on this lock, holding its connection.
+    let mut lock = locker.begin().await.unwrap();
+    sqlx::query("LOCK TABLE keel_operations IN EXCLUSIVE MODE").execute(&mut *lock).await.unwrap();
+    let now = OffsetDateTime::now_utc();
+    let submissions: Vec<_> = (0..20)
+        .map(|n| {
+            let store = Arc::clone(&store);
+            let new = NewOperation {
+                id: format!("budget-{n}"),
+                kind: "sleep".to_owned(),
+                owner: Arc::from("anonymous"),
+                input: serde_json::json!({ "ms": 0 }),
+                created_at: now,
+                deadline_at: now + time::Duration::hours(1),
+                idempotency: None,
+                max_attempts: 1,
+                not_before: None,
+            };
+            tokio::spawn(async move { store.create(new, 1000).await })
+        })
+        .collect();
+
+    let connections = |waiting: bool| {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE application_name = $1 AND pid <> pg_backend_pid() AND pid <> $2
+               AND ($3 = false OR wait_event_type = 'Lock')",
+        )
+        .bind(&schema.name)
+        .bind(locker_pid)
+        .bind(waiting)
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting = connections(true).fetch_one(&mut observer).await.unwrap();
+        if waiting >= 5 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{waiting} submissions waiting on the lock, not 5");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Time for a pool that would open more to do so.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(connections(true).fetch_one(&mut observer).await.unwrap(), 5, "5 of 8 serve submissions");
+    assert!(connections(false).fetch_one(&mut observer).await.unwrap() <= 8, "8 at most, the listener's included");
+
+    lock.commit().await.unwrap();
+    for submission in submissions {
+        assert!(matches!(submission.await.unwrap().unwrap(), Created::New(_)), "nothing lost while waiting");
+    }
+}

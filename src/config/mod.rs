@@ -138,6 +138,10 @@ pub struct DatabaseSettings {
 }
 
 impl DatabaseSettings {
+    /// The fewest connections the Postgres store works with: its listener, one for the statements
+    /// that commit without a flush, one for submissions and results.
+    pub const MIN_CONNECTIONS: u32 = 3;
+
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_millis(self.connect_timeout_ms)
     }
@@ -233,7 +237,17 @@ impl Settings {
         positive("operations.heartbeat_interval_ms", o.heartbeat_interval_ms)?;
         positive("operations.sweep_interval_ms", o.sweep_interval_ms)?;
         positive("operations.poll_interval_ms", o.poll_interval_ms)?;
-        positive("database.max_connections", u64::from(self.database.max_connections))?;
+        if self.database.max_connections < DatabaseSettings::MIN_CONNECTIONS {
+            return Err(ConfigError::invalid(
+                "database.max_connections",
+                format!(
+                    "is {} but must be at least {}: one connection listens for notifications, one serves claims \
+                     and heartbeats, and one submissions and results",
+                    self.database.max_connections,
+                    DatabaseSettings::MIN_CONNECTIONS
+                ),
+            ));
+        }
         positive("database.connect_timeout_ms", self.database.connect_timeout_ms)?;
         if o.heartbeat_interval_ms.saturating_mul(3) > o.lease_ttl_ms {
             return Err(ConfigError::invalid(

@@ -86,9 +86,11 @@ impl PostgresStore {
         // progress and notifications commit without the flush and are few and short. A quarter
         // (at least one) goes to those: split half and half, one replica with the shipped 10
         // connections did 3,800 operations/s in `make bench`'s Postgres runs, against 4,600 with
-        // 8 for the flushed pool and 2 for the other.
+        // 8 for the flushed pool and 2 for the other. The listener holds one of the flushed
+        // pool's for as long as it listens, so that pool has at least two (configuration refuses
+        // fewer than `DatabaseSettings::MIN_CONNECTIONS` in all).
         let relaxed_size = (settings.max_connections / 4).max(1);
-        let flushed_size = settings.max_connections.saturating_sub(relaxed_size).max(1);
+        let flushed_size = settings.max_connections.saturating_sub(relaxed_size).max(2);
         // sqlx checks a connection with a round trip when it goes back to the pool, and by
         // default again when it is taken out: two round trips around every statement. Only a
         // connection that sat idle a while (across a database restart, say) is checked when
