@@ -276,3 +276,42 @@ async fn the_submission_links_to_what_a_client_does_next() {
         assert_eq!(links[link]["parameters"]["id"], "$response.body#/id");
     }
 }
+
+/// Generated clients type a field as optional unless the schema requires it: every field an
+/// operation is always sent with is required, and every answer carries each of them.
+#[tokio::test]
+async fn the_operation_schema_requires_the_fields_every_answer_carries() {
+    let (app, _) = router(settings());
+    let doc = get(&app, "/openapi.json").await.json();
+    let required: BTreeSet<&str> = doc["components"]["schemas"]["Operation"]["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let always = [
+        "id",
+        "kind",
+        "owner",
+        "status",
+        "done",
+        "input",
+        "progress",
+        "created_at",
+        "deadline_at",
+        "attempt",
+        "max_attempts",
+    ];
+    assert_eq!(required, always.into_iter().collect::<BTreeSet<_>>());
+
+    let submission = Request::post("/v1/operations")
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"kind":"sleep","input":{"ms":0}}"#))
+        .unwrap();
+    let answer = send(&app, submission).await;
+    assert_eq!(answer.status, 202);
+    let operation = answer.json();
+    for field in always {
+        assert!(!operation[field].is_null(), "{field} in {operation}");
+    }
+}

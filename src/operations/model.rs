@@ -156,7 +156,7 @@ pub struct Operation {
     /// with auth off. Only its owner (and a caller with `operations:admin`) sees it. Shared with
     /// the caller's own id and with its other operations, not copied for each.
     #[serde(default = "anonymous")]
-    #[schema(value_type = String)]
+    #[schema(value_type = String, required = true)]
     pub owner: Arc<str>,
     pub status: Status,
     /// Whether `status` is terminal (`succeeded`, `failed`, `cancelled`). Kept as a field so that
@@ -166,6 +166,7 @@ pub struct Operation {
     #[schema(value_type = Object)]
     pub input: Value,
     #[serde(default)]
+    #[schema(required = true)]
     pub progress: Progress,
     /// Set when the operation succeeded.
     #[serde(default)]
@@ -187,10 +188,11 @@ pub struct Operation {
     /// when its code reports a retryable error or its replica dies while running it, so its
     /// code may run more than once (at least once, never twice at the same time).
     #[serde(default)]
+    #[schema(required = true)]
     pub attempt: u32,
     /// The attempts its kind's retry policy allows.
     #[serde(default = "one")]
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, required = true)]
     pub max_attempts: u32,
     /// A queued operation starts no earlier than this: the submission's `not_before`, or the
     /// backoff before a retry.

@@ -69,7 +69,7 @@ async function stream(): Promise<void> {
   }
   const last = seen.at(-1);
   check(last?.status === "succeeded", `the stream ended with ${JSON.stringify(last)}`);
-  check(seen.some((operation) => (operation.progress?.percent ?? 0) < 100), "the stream showed progress before the end");
+  check(seen.some((operation) => operation.progress.percent < 100), "the stream showed progress before the end");
 }
 
 async function cancel(): Promise<void> {
