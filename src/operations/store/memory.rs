@@ -112,6 +112,13 @@ impl Inner {
     }
 
     /// Puts a queued operation in the queue, or among the scheduled ones if it must wait.
+    /// A fresh lease on `id`, which now counts as running: a claim's and a claimed submission's.
+    fn new_lease(&mut self, id: &str, now: OffsetDateTime, lease_ttl: Duration) -> HeldLease {
+        self.next_lease += 1;
+        self.running.insert(id.to_owned());
+        HeldLease { token: self.next_lease, expires_at: now + lease_ttl }
+    }
+
     fn enqueue(&mut self, seq: u64, id: String, not_before: Option<OffsetDateTime>, now: OffsetDateTime) {
         match not_before {
             Some(at) if at > now => self.scheduled.insert((at, seq), id),
@@ -197,13 +204,8 @@ impl Inner {
         let mut lease = None;
         match claim_for {
             Some(lease_ttl) => {
-                self.next_lease += 1;
-                let token = self.next_lease;
-                operation.status = Status::Running;
-                operation.started_at = Some(now);
-                operation.attempt = 1;
-                self.running.insert(new.id.clone());
-                lease = Some(HeldLease { token, expires_at: now + lease_ttl });
+                start(&mut operation, now);
+                lease = Some(self.new_lease(&new.id, now, lease_ttl));
             }
             None => self.enqueue(seq, new.id.clone(), new.not_before, now),
         }
@@ -250,6 +252,13 @@ impl Inner {
 fn pop_before(index: &mut BTreeMap<(OffsetDateTime, u64), String>, cutoff: OffsetDateTime) -> Vec<String> {
     let kept = index.split_off(&(cutoff, 0));
     std::mem::replace(index, kept).into_values().collect()
+}
+
+/// `operation` as a new attempt starts it.
+fn start(operation: &mut Operation, now: OffsetDateTime) {
+    operation.status = Status::Running;
+    operation.started_at = Some(now);
+    operation.attempt += 1;
 }
 
 #[async_trait]
@@ -312,16 +321,11 @@ impl OperationStore for MemoryStore {
         let mut claims = Vec::with_capacity(max.min(inner.queue.len()));
         while claims.len() < max {
             let Some((_, id)) = inner.queue.pop_first() else { break };
-            inner.next_lease += 1;
-            let token = inner.next_lease;
-            inner.running.insert(id.clone());
+            let held = inner.new_lease(&id, now, lease_ttl);
+            let token = held.token;
             let record = inner.records.get_mut(&id).ok_or(StoreError::NotFound)?;
-            record.lease = Some(HeldLease { token, expires_at: now + lease_ttl });
-            record.state.send_modify(|op| {
-                op.status = Status::Running;
-                op.started_at = Some(now);
-                op.attempt += 1;
-            });
+            record.lease = Some(held);
+            record.state.send_modify(|op| start(op, now));
             let operation = record.state.borrow().clone();
             claims.push(Claim { operation, lease: Lease { operation_id: id, token } });
         }
