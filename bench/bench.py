@@ -13,10 +13,10 @@ and the release binary's size. Then the Postgres store, on the machine's Postgre
 (BENCH_DATABASE_URL): the same throughput with one replica and with two (configured alike,
 and sharing one pool's connections), pgbench's built-in simple-update rate on the same server
 in the same run (the ceiling), and the queue latency (submission to start) at half the
-one-replica throughput. The database is on the same host, so
-keel and pgbench connect without TLS (`sslmode=disable`), as to a database on a private network;
-one replica is measured with `sslmode=prefer` as well (TLS, as this server offers it), which
-is what a URL without `sslmode` gets.
+one-replica throughput. The database is on the same host, so keel and pgbench connect without
+TLS (`sslmode=disable`), as to a database on a private network; one replica is measured with
+`sslmode=prefer` as well (TLS, as this server offers it), which is what a URL without `sslmode`
+gets.
 
 Writes bench/results.json and bench/results.png, and rewrites the README's results table
 between its `bench:start` and `bench:end` markers. A benchmark, not a test: it asserts nothing.
@@ -32,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -48,6 +49,8 @@ DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0
 # A replica's pool when tuned for this machine: the throughput of one replica grows with its
 # pool up to about this size (each submission holds a connection through its flushed commit).
 TUNED_POOL = 32
+# The pool a replica gets as shipped, read where it is set.
+SHIPPED_POOL = tomllib.loads((ROOT / "config" / "default.toml").read_text())["database"]["max_connections"]
 
 
 def free_port():
@@ -301,9 +304,9 @@ def queue_latency(rate):
 
 
 def bench_postgres():
-    """Replicas configured alike, as an operator scales out (the shipped pool of 10 each); one
-    replica with a bigger pool, the most it does here, and two replicas sharing that pool's
-    connections; the bigger pool again over TLS."""
+    """Replicas configured alike, as an operator scales out (the shipped pool each); one replica
+    with a bigger pool, the most it does here, and two replicas sharing that pool's connections;
+    the bigger pool again over TLS."""
     one = postgres_throughput(1, TUNED_POOL)
     results = {
         "one": one,
@@ -382,8 +385,8 @@ def table(results):
             "|---|---|---|",
             f"| trivial operations, submit to completion over HTTP: one replica, pool of {TUNED_POOL} | {rate(pg['one'])} | 2,000 /s |",
             f"| two replicas sharing those {TUNED_POOL} connections ({TUNED_POOL // 2} each) | {rate(pg['two_shared'])} | |",
-            f"| one replica as shipped (`database.max_connections` 10) | {rate(pg['one_default'])} | |",
-            f"| two replicas as shipped (10 connections each) | {rate(pg['two_default'])} | not slower than one as shipped |",
+            f"| one replica as shipped (`database.max_connections` {SHIPPED_POOL}) | {rate(pg['one_default'])} | |",
+            f"| two replicas as shipped ({SHIPPED_POOL} connections each) | {rate(pg['two_default'])} | not slower than one as shipped |",
             f"| one replica, pool of {TUNED_POOL}, with `sslmode=prefer` (TLS here, what a URL without `sslmode` gets) | {rate(pg['one_tls'])} | |",
             f"| pgbench simple-update (`-N -c16 -j2`), the ceiling | {pg['pgbench_tps']:,.0f} transactions/s | |",
             f"| queue latency (submission to start) at {pg['latency']['rate']:,} /s, p50 / p99 "
