@@ -5,7 +5,8 @@
 //! - [`http`] is the HTTP surface over it: routes, middleware, errors;
 //! - [`startup`] wires them together for `main` and the tests alike.
 
-pub mod allocator;
+#![forbid(unsafe_code)]
+
 pub mod blocking;
 pub mod cli;
 pub mod config;

@@ -4,28 +4,21 @@
 //! and starts the operation executor; `run_until_stopped` serves until the shutdown future
 //! resolves, then drains.
 //!
-//! keel drives hyper directly rather than through `axum::serve` for three production needs, on
-//! the main listener and the metrics one alike: a header read timeout (a client that never
-//! finishes its request head is cut off), a cap on open connections, and a drain that closes
-//! idle keep-alive connections at once while in-flight requests finish.
+//! Connections are served by `http::connections` rather than `axum::serve`, for what a
+//! production listener needs: timeouts for silent and idle clients, a cap on open connections,
+//! and a drain that closes idle connections at once while in-flight requests finish.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::blocking::BlockingPool;
-use crate::config::{ServerSettings, Settings, StoreKind};
+use crate::config::{Settings, StoreKind};
 use crate::http::auth::{Authenticator, JwksError};
-use crate::http::header_timer::HeaderTimer;
+use crate::http::connections::Connections;
 use crate::http::{self, App, AppState, Shared};
 use crate::lifecycle::{Lifecycle, Phase};
 use crate::operations::kinds;
@@ -169,98 +162,6 @@ impl Application {
         }
         tracing::info!("shutdown complete");
         Ok(())
-    }
-}
-
-/// The HTTP connections of one listener: each with the header read timeout, at most
-/// `server.max_connections` open at once, and all of them watched for the drain.
-struct Connections {
-    builder: auto::Builder<TokioExecutor>,
-    graceful: GracefulShutdown,
-    /// One permit per open connection. At the cap, keel stops accepting until one closes; the
-    /// kernel's backlog holds the newcomers meanwhile, rather than keel running out of file
-    /// descriptors or memory.
-    slots: Arc<Semaphore>,
-    max_connections: usize,
-    /// Whether requests carry their client's address (`ClientAddr`): only when rate limits,
-    /// which key anonymous callers by it, are on.
-    client_addresses: bool,
-}
-
-impl Connections {
-    fn new(server: &ServerSettings, client_addresses: bool) -> Self {
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder.http1().header_read_timeout(server.header_read_timeout());
-        let max_connections = server.max_connections;
-        Self {
-            builder,
-            graceful: GracefulShutdown::new(),
-            slots: Arc::new(Semaphore::new(max_connections)),
-            max_connections,
-            client_addresses,
-        }
-    }
-
-    /// Accepts and serves connections until `stop` resolves.
-    async fn accept(&self, listener: &TcpListener, app: &App, stop: impl Future<Output = ()>) {
-        tokio::pin!(stop);
-        // Under a flood the cap is reached again at every close: a warning the first time only.
-        let mut warned = false;
-        loop {
-            let slot = match Arc::clone(&self.slots).try_acquire_owned() {
-                Ok(slot) => slot,
-                Err(_) => {
-                    if !warned {
-                        warned = true;
-                        tracing::warn!(
-                            max_connections = self.max_connections,
-                            "connection limit reached: accepting again once one closes"
-                        );
-                    }
-                    tokio::select! {
-                        () = &mut stop => return,
-                        slot = Arc::clone(&self.slots).acquire_owned() => match slot {
-                            Ok(slot) => slot,
-                            Err(_) => return,
-                        },
-                    }
-                }
-            };
-            let (stream, peer) = tokio::select! {
-                () = &mut stop => return,
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        // Usually out of file descriptors: back off instead of spinning.
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
-            };
-            let _ = stream.set_nodelay(true);
-            let app = if self.client_addresses { app.for_peer(peer.ip()) } else { app.clone() };
-            let service = TowerToHyperService::new(app);
-            // A header read timer of its own for each connection: see `header_timer`.
-            let mut connection = self.builder.clone();
-            connection.http1().timer(HeaderTimer::new());
-            let connection = connection.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-            let connection = self.graceful.watch(connection);
-            tokio::spawn(async move {
-                if let Err(error) = connection.await {
-                    tracing::debug!(%error, "connection ended with an error");
-                }
-                drop(slot);
-            });
-        }
-    }
-
-    /// Closes idle connections at once and gives the others `grace` to finish their requests.
-    async fn drain(self, grace: Duration) {
-        let open = self.max_connections - self.slots.available_permits();
-        if tokio::time::timeout(grace, self.graceful.shutdown()).await.is_err() {
-            tracing::warn!(connections = open, "grace period over: abandoning open connections");
-        }
     }
 }
 

@@ -350,7 +350,7 @@ async fn a_refusal_is_logged_with_its_reason_and_no_key_is_logged() {
         });
         process.wait_for_log(|line| {
             lines.push(line.to_string());
-            line["message"] == "request finished" && line["request"]["id"] == "auth-accepted-1"
+            line["message"] == "request finished" && line["request_id"] == "auth-accepted-1"
         });
         let started = process.wait_for_log(|line| {
             lines.push(line.to_string());
@@ -362,7 +362,7 @@ async fn a_refusal_is_logged_with_its_reason_and_no_key_is_logged() {
     .await
     .unwrap();
     let (refusal, lines) = lines;
-    assert_eq!(refusal["request"]["id"], "auth-refused-1");
+    assert_eq!(refusal["request_id"], "auth-refused-1");
     assert_eq!(refusal["reason"], "no configured key matches");
     for line in &lines {
         assert!(!line.contains("guessed-key") && !line.contains(BOTH), "a key in the log: {line}");

@@ -5,7 +5,7 @@ mod common;
 
 use axum::body::Body;
 use axum::http::Request;
-use common::{router, send, settings_with};
+use common::{router, send, settings, settings_with};
 use serde_json::json;
 
 struct Case {
@@ -253,4 +253,126 @@ async fn hostile_requests_get_exact_client_errors_and_lose_nothing() {
         "only accepted submissions exist; none lost"
     );
     assert_eq!(common::get(&app, "/").await.status, 200, "still serving");
+}
+
+// A hostile client on a real socket: what a new user found trying `keel serve`.
+
+/// Every kind, built-in or added, refuses an input that is not a JSON object (serde would read a
+/// struct from an array of its fields), with 422 naming `input`, and the document says `object`.
+#[tokio::test]
+async fn an_input_that_is_not_an_object_is_refused_for_every_kind() {
+    // keel's own kinds, and the tests' (added as a user adds theirs).
+    for registry in [keel::operations::kinds::registry(), common::testbed::registry()] {
+        let kinds = registry.names();
+        let app = common::spawn_app_with(settings(), registry, keel::http::routes()).await;
+        refuses_inputs_that_are_not_objects(&app, kinds).await;
+        app.stop().await.unwrap();
+    }
+}
+
+async fn refuses_inputs_that_are_not_objects(app: &common::TestApp, kinds: Vec<&str>) {
+    let document: serde_json::Value =
+        app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    for kind in kinds {
+        for input in [json!([1]), json!([]), json!("text"), json!(7)] {
+            let response = app
+                .client
+                .post(app.url("/v1/operations"))
+                .json(&json!({ "kind": kind, "input": input }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 422, "{kind} with {input}");
+            assert_eq!(response.headers()["content-type"], "application/problem+json");
+            let problem: serde_json::Value = response.json().await.unwrap();
+            assert!(problem["detail"].as_str().unwrap().contains("`input`"), "{kind}: {problem}");
+        }
+        let schemas = &document["components"]["schemas"];
+        let submission = &schemas[format!("Submit.{kind}")];
+        let reference = submission["properties"]["input"]["$ref"].as_str().expect("the input's schema is named");
+        let input_schema = &schemas[reference.rsplit('/').next().unwrap()];
+        assert_eq!(input_schema["type"], "object", "{kind}: {input_schema}");
+    }
+    let list: serde_json::Value = app.client.get(app.url("/v1/operations")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list["operations"], json!([]), "nothing was accepted");
+}
+
+/// Silent sockets (nothing sent, part of an HTTP/1 head, part of the HTTP/2 preface) are closed
+/// after the header read timeout, so that filling `max_connections` with them denies service only
+/// until then.
+#[tokio::test]
+async fn silent_connections_are_closed_after_the_header_read_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let settings =
+        settings_with(&[("APP_SERVER__MAX_CONNECTIONS", "3"), ("APP_SERVER__HEADER_READ_TIMEOUT_MS", "300")]);
+    let app = common::spawn_app_with(settings, common::testbed::registry(), common::testbed::routes()).await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let mut silent = Vec::new();
+    for opening in [&b""[..], b"GET / HTTP/1.1\r\nHost: x\r\n", b"PRI * HTTP/2.0\r\n"] {
+        let mut socket = tokio::net::TcpStream::connect(&address).await.unwrap();
+        socket.write_all(opening).await.unwrap();
+        silent.push(socket);
+    }
+    // All three places taken: a newcomer waits in the backlog until one is closed.
+    let newcomer = tokio::spawn({
+        let url = app.url("/");
+        async move { reqwest::get(url).await.map(|response| response.status()) }
+    });
+    for mut socket in silent {
+        let mut rest = Vec::new();
+        // The server closes it: the read ends (with whatever hyper wrote first, if anything).
+        let closed = tokio::time::timeout(std::time::Duration::from_secs(30), socket.read_to_end(&mut rest)).await;
+        assert!(closed.is_ok(), "a silent connection was left open");
+    }
+    let status = tokio::time::timeout(std::time::Duration::from_secs(30), newcomer).await.unwrap().unwrap().unwrap();
+    assert_eq!(status, 200);
+    app.stop().await.unwrap();
+}
+
+/// A body announced over the limit is refused at once, before `100 Continue` and before a byte of
+/// it is read.
+#[tokio::test]
+async fn an_announced_body_over_the_limit_gets_413_at_once_and_no_100_continue() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = common::spawn_app(settings_with(&[("APP_SERVER__BODY_LIMIT_BYTES", "1024")])).await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    for expect in ["", "Expect: 100-continue\r\n"] {
+        let mut socket = tokio::net::TcpStream::connect(&address).await.unwrap();
+        let head = format!(
+            "POST /v1/operations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Content-Length: 1000000000000\r\n{expect}Connection: close\r\n\r\n"
+        );
+        socket.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        // Far below the request timeout: the answer must not wait for a body.
+        tokio::time::timeout(std::time::Duration::from_secs(10), socket.read_to_end(&mut answer))
+            .await
+            .expect("answered without waiting for the body")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 413"), "{expect:?}: {answer}");
+        assert!(!answer.contains("100 Continue"), "{answer}");
+        assert!(answer.contains("application/problem+json") && answer.contains("payload-too-large"), "{answer}");
+    }
+    app.stop().await.unwrap();
+}
+
+/// A caller's event stream is theirs alone: `no-store`, and `nosniff` like every answer.
+#[tokio::test]
+async fn an_event_stream_is_never_stored() {
+    let app = common::spawn_app(settings()).await;
+    let submitted = app
+        .client
+        .post(app.url("/v1/operations"))
+        .json(&json!({ "kind": "sleep", "input": { "ms": 1 } }))
+        .send()
+        .await
+        .unwrap();
+    let id = submitted.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let events = app.client.get(app.url(&format!("/v1/operations/{id}/events"))).send().await.unwrap();
+    assert_eq!(events.status(), 200);
+    assert_eq!(events.headers()["cache-control"], "no-store");
+    assert_eq!(events.headers()["x-content-type-options"], "nosniff");
+    assert!(events.text().await.unwrap().contains("succeeded"));
+    app.stop().await.unwrap();
 }

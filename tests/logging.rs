@@ -14,7 +14,7 @@ async fn line_for_request(filter: &str, path: &str, request_id: &str, status: u1
     assert_eq!(response.unwrap().status(), status);
     let (request_id, message) = (request_id.to_owned(), message.to_owned());
     tokio::task::spawn_blocking(move || {
-        process.wait_for_log(|line| line["message"] == *message && line["request"]["id"] == *request_id)
+        process.wait_for_log(|line| line["message"] == *message && line["request_id"] == *request_id)
     })
     .await
     .unwrap()
@@ -26,16 +26,16 @@ async fn each_request_gets_one_access_line_carrying_its_request_id() {
     assert_eq!(line["level"], "INFO");
     assert_eq!(line["status"], 404);
     assert!(line["latency_ms"].is_number());
-    assert_eq!(line["request"]["method"], "GET");
-    assert_eq!(line["request"]["route"], "/v1/operations/{id}", "the route template, never the raw path");
+    assert_eq!(line["method"], "GET");
+    assert_eq!(line["route"], "/v1/operations/{id}", "the route template, never the raw path");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_line_logged_for_a_request_names_it() {
     let line = line_for_request("info,keel::http=debug", "/healthz", "context-9", 200, "request started").await;
     assert_eq!(line["level"], "DEBUG");
-    assert_eq!(line["request"]["route"], "/healthz");
-    assert!(line.get("span").is_none(), "production logs open no span per request: {line}");
+    assert_eq!(line["route"], "/healthz");
+    assert_eq!(line["method"], "GET");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,11 +56,60 @@ async fn credentials_never_reach_the_logs() {
             if line.to_string().contains("top-secret") {
                 leaked.push(line.clone());
             }
-            line["message"] == "request finished" && line["request"]["id"] == "creds-1"
+            line["message"] == "request finished" && line["request_id"] == "creds-1"
         });
         leaked
     })
     .await
     .unwrap();
     assert!(leaked.is_empty(), "{leaked:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handlers_own_lines_are_in_its_requests_span() {
+    let (mut process, address) = Process::testbed(&[("APP_LOG__FILTER", "info")]);
+    let response = reqwest::Client::new()
+        .get(format!("http://{address}/testbed/sleep?ms=1"))
+        .header("x-request-id", "span-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let line = tokio::task::spawn_blocking(move || {
+        process.wait_for_log(|line| line["message"] == "napping" && line["request_id"] == "span-1")
+    })
+    .await
+    .unwrap();
+    assert_eq!(line["route"], "/testbed/sleep");
+    assert_eq!(line["method"], "GET");
+    assert_eq!(line["ms"], 1, "the event's own fields beside the span's: {line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operations_lines_name_it_and_a_panic_is_one_line_with_its_location() {
+    let (mut process, address) = Process::testbed(&[("APP_LOG__FILTER", "info,keel::operations=debug")]);
+    let submitted = reqwest::Client::new()
+        .post(format!("http://{address}/v1/operations"))
+        .json(&serde_json::json!({ "kind": "panic", "input": { "message": "kaboom" } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(submitted.status(), 202);
+    let id = submitted.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let (started, panicked) = tokio::task::spawn_blocking(move || {
+        let started =
+            process.wait_for_log(|line| line["message"] == "operation started" && line["operation_id"] == *id);
+        let panicked = process.wait_for_log(|line| line["message"] == "panicked" && line["operation_id"] == *id);
+        (started, panicked)
+    })
+    .await
+    .unwrap();
+    for line in [&started, &panicked] {
+        assert_eq!(line["kind"], "panic", "{line}");
+        assert_eq!(line["attempt"], 1, "{line}");
+        assert_eq!(line["owner"], "anonymous", "{line}");
+    }
+    assert_eq!(panicked["level"], "ERROR");
+    assert_eq!(panicked["panic.message"], "kaboom");
+    assert!(panicked["panic.location"].as_str().unwrap().contains("testbed.rs:"), "{panicked}");
 }

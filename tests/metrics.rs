@@ -165,7 +165,7 @@ async fn a_route_answering_many_statuses_counts_each_one() {
     }
     let settings = settings_with(&[]);
     let router = axum::Router::new().route("/answer/{code}", axum::routing::get(answer));
-    let app = keel::http::middleware::apply(router, ["/answer/{code}"], &settings);
+    let app = keel::http::middleware::apply(router, &settings);
     let metrics = keel::http::router(keel::startup::build_state(settings, common::testbed::registry()));
     let before = scrape(&metrics).await;
     let codes = [200, 201, 202, 204, 409, 418, 200, 418];
@@ -207,7 +207,7 @@ async fn concurrent_first_requests_are_counted_under_their_own_status() {
     for _ in 0..20 {
         // A fresh router each round: fresh, empty slots to race for.
         let router = axum::Router::new().route("/race/{code}", axum::routing::get(answer));
-        let app = keel::http::middleware::apply(router, ["/race/{code}"], &settings);
+        let app = keel::http::middleware::apply(router, &settings);
         let requests = codes.map(|code| {
             let app = app.clone();
             tokio::spawn(async move { get(&app, &format!("/race/{code}")).await.status })

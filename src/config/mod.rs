@@ -58,6 +58,9 @@ pub struct ServerSettings {
     pub port: u16,
     pub request_timeout_ms: u64,
     pub header_read_timeout_ms: u64,
+    /// A connection that has started no request for this long is closed (gracefully: a request
+    /// still being answered on it finishes first).
+    pub idle_timeout_ms: u64,
     pub body_limit_bytes: usize,
     pub shutdown_grace_ms: u64,
     pub shutdown_delay_ms: u64,
@@ -225,6 +228,7 @@ impl Settings {
         let o = &self.operations;
         positive("server.request_timeout_ms", s.request_timeout_ms)?;
         positive("server.header_read_timeout_ms", s.header_read_timeout_ms)?;
+        positive("server.idle_timeout_ms", s.idle_timeout_ms)?;
         positive("server.body_limit_bytes", s.body_limit_bytes as u64)?;
         positive("server.shutdown_grace_ms", s.shutdown_grace_ms)?;
         positive("server.max_connections", s.max_connections as u64)?;
@@ -304,6 +308,9 @@ impl ServerSettings {
     }
     pub fn header_read_timeout(&self) -> Duration {
         Duration::from_millis(self.header_read_timeout_ms)
+    }
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
     }
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_millis(self.shutdown_grace_ms)

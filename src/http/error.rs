@@ -214,6 +214,8 @@ impl Problem {
             StatusCode::NOT_FOUND => ApiError::NotFound("no route matches this path".to_owned()).problem(),
             StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed.problem(),
             StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge.problem(),
+            // keel's own 503s carry their problem; a bare one is tower-http's `TimeoutLayer`.
+            StatusCode::SERVICE_UNAVAILABLE => ApiError::Timeout.problem(),
             s if s.is_server_error() => Self { status: s.as_u16(), ..Self::internal() },
             s => Self::new(s, "http-error", s.canonical_reason().unwrap_or("Error")),
         }

@@ -2,10 +2,10 @@
 //! nothing there knows about HTTP.
 
 pub mod auth;
+pub mod connections;
 pub mod error;
 pub mod examples;
 pub mod extract;
-pub mod header_timer;
 pub mod location;
 pub mod middleware;
 pub mod openapi;
@@ -53,18 +53,11 @@ pub fn app(routes: OpenApiRouter<AppState>, state: AppState) -> App {
     let routes =
         if metrics.enabled && metrics.port.is_none() { routes.routes(routes!(metrics::metrics)) } else { routes };
     let (router, api) = routes.split_for_parts();
-    // The templates requests are labelled with: every documented route, and the routes
-    // `SwaggerUi` adds for the docs page (`/docs` redirects to `/docs/`) and the document.
-    let templates: Vec<String> = api
-        .paths
-        .paths
-        .keys()
-        .cloned()
-        .chain([DOCS_PATH, "/docs/", "/docs/{*rest}", DOCUMENT_PATH].map(String::from))
-        .collect();
     let document = openapi::document(api, &state.settings, state.executor.registry());
     let mut router = router
-        .merge(SwaggerUi::new(DOCS_PATH).external_url_unchecked(DOCUMENT_PATH, document))
+        .merge(middleware::docs_headers(
+            SwaggerUi::new(DOCS_PATH).external_url_unchecked(DOCUMENT_PATH, document).into(),
+        ))
         .fallback(|| async { ApiError::NotFound("no route matches this path".to_owned()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
     // Each only when on, so that it costs nothing when off. Rate limits run inside
@@ -76,16 +69,16 @@ pub fn app(routes: OpenApiRouter<AppState>, state: AppState) -> App {
         router = router.layer(axum::middleware::from_fn_with_state(authenticator, auth::authenticate));
     }
     let router = router.with_state(state.clone());
-    middleware::apply(router, templates, &state.settings)
+    middleware::apply(router, &state.settings)
 }
 
 /// The application for a separate metrics port: `/metrics` alone, with the same middleware.
 pub fn metrics_app(state: AppState) -> App {
-    let (router, api) = OpenApiRouter::new().routes(routes!(metrics::metrics)).split_for_parts();
+    let (router, _) = OpenApiRouter::new().routes(routes!(metrics::metrics)).split_for_parts();
     let router = router
         .fallback(|| async { ApiError::NotFound("this port serves /metrics only".to_owned()) })
         .with_state(state.clone());
-    middleware::apply(router, api.paths.paths.keys(), &state.settings)
+    middleware::apply(router, &state.settings)
 }
 
 /// keel's application, ready to serve.

@@ -31,9 +31,9 @@ use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 
 use crate::config::RateLimitSettings;
-use crate::http::auth::{Caller, current_route, needs_caller};
+use crate::http::auth::{Caller, needs_caller};
 use crate::http::error::ApiError;
-use crate::http::middleware::ClientAddr;
+use crate::http::middleware::{ClientAddr, route_of};
 
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
@@ -136,7 +136,7 @@ fn ceil_secs(wait: Duration) -> u64 {
 
 /// The middleware: after authentication, so that the caller is known.
 pub async fn limit(State(limits): State<Arc<RateLimits>>, request: Request, next: Next) -> Response {
-    let route = current_route();
+    let route = route_of(&request);
     if !needs_caller(route) {
         return next.run(request).await;
     }

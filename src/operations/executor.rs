@@ -18,6 +18,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,6 +31,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, RwLock, Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use super::kind::{OperationContext, Registry};
 use super::model::{Operation, OperationError, Outcome, Progress, Status};
@@ -448,13 +450,29 @@ impl Inner {
         }
     }
 
-    async fn run(self: Arc<Self>, claim: Claim, _slot: OwnedSemaphorePermit) {
+    /// One attempt at `claim`'s operation, in a span of its own (`operation`, with the id, kind,
+    /// attempt and owner), so that every line its code logs names it. The span has no parent: the
+    /// run is the same whichever replica claimed it, and whenever.
+    fn run(self: Arc<Self>, claim: Claim, slot: OwnedSemaphorePermit) -> impl Future<Output = ()> + Send + 'static {
+        let operation = &claim.operation;
+        let span = tracing::info_span!(
+            parent: None,
+            "operation",
+            operation_id = %operation.id,
+            kind = %operation.kind,
+            attempt = operation.attempt,
+            owner = %operation.owner,
+        );
+        self.run_attempt(claim, slot).instrument(span)
+    }
+
+    async fn run_attempt(self: Arc<Self>, claim: Claim, _slot: OwnedSemaphorePermit) {
         let Claim { operation, lease } = claim;
         let token = CancellationToken::new();
         lock(&self.running).insert(operation.id.clone(), (lease.clone(), token.clone()));
         let (kind, attempt, max_attempts, deadline_at) =
             (operation.kind.clone(), operation.attempt, operation.max_attempts, operation.deadline_at);
-        tracing::debug!(operation_id = %operation.id, owner = %operation.owner, kind, attempt, "operation started");
+        tracing::debug!("operation started");
         let started = tokio::time::Instant::now();
         let (outcome, last_progress) = self.execute(operation, &lease, &token).await;
         metrics::histogram!(names::OPERATION_RUN_DURATION, "kind" => kind.clone())
@@ -472,16 +490,15 @@ impl Inner {
                 match self.store.retry(&lease, not_before).await {
                     Ok(queued) => {
                         metrics::counter!(names::OPERATIONS_RETRIED, "kind" => kind).increment(1);
-                        tracing::info!(operation_id = %queued.id, attempt, max_attempts, error = ?error.detail,
-                            "attempt failed; queued again");
+                        tracing::info!(max_attempts, error = ?error.detail, "attempt failed; queued again");
                         self.wake_at(queued.not_before);
                         return;
                     }
                     Err(StoreError::LeaseLost) => {
-                        return tracing::debug!(operation_id = %lease.operation_id, "retry discarded: the operation had already ended");
+                        return tracing::debug!("retry discarded: the operation had already ended");
                     }
                     Err(error) => {
-                        tracing::error!(operation_id = %lease.operation_id, %error, "could not queue a retry; failing it");
+                        tracing::error!(%error, "could not queue a retry; failing it");
                     }
                 }
             }
@@ -489,14 +506,13 @@ impl Inner {
         match self.record_end(&lease, outcome, last_progress).await {
             Ok(finished) => {
                 record_finished(&finished);
-                tracing::debug!(operation_id = %finished.id, owner = %finished.owner, status = finished.status.as_str(),
-                    "operation finished");
+                tracing::debug!(status = finished.status.as_str(), "operation finished");
             }
             Err(StoreError::LeaseLost) => {
-                tracing::debug!(operation_id = %lease.operation_id, "result discarded: the operation had already ended");
+                tracing::debug!("result discarded: the operation had already ended");
             }
             Err(error) => {
-                tracing::error!(operation_id = %lease.operation_id, %error, "could not record an operation's end")
+                tracing::error!(%error, "could not record an operation's end")
             }
         }
     }
@@ -514,7 +530,7 @@ impl Inner {
         loop {
             match self.store.finish(lease, outcome.clone(), last_progress.clone()).await {
                 Err(StoreError::Unavailable(error)) if tokio::time::Instant::now() + pause < give_up => {
-                    tracing::warn!(operation_id = %lease.operation_id, %error, "store unavailable; recording the end again shortly");
+                    tracing::warn!(%error, "store unavailable; recording the end again shortly");
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(2));
                 }
@@ -553,8 +569,7 @@ impl Inner {
                 Ok(Ok(value)) => Outcome::Succeeded(value),
                 Ok(Err(error)) => Outcome::Failed(error),
                 Err(payload) => {
-                    tracing::error!(operation_id = %operation.id, owner = %operation.owner,
-                        panic = %panic_message(payload.as_ref()), "operation panicked");
+                    tracing::error!(panic = %panic_message(payload.as_ref()), "operation panicked");
                     Outcome::Failed(OperationError::internal())
                 }
             },

@@ -30,7 +30,8 @@ pub trait OperationKind: Send + Sync + 'static {
     /// ([`OperationError::retryable`]) or a lost replica.
     const RETRY: RetryPolicy = RetryPolicy::DEFAULT;
 
-    /// Parsed from the submission's `input`; use `#[serde(deny_unknown_fields)]` so that typos
+    /// Parsed from the submission's `input`, which is always a JSON object (anything else is
+    /// refused with 422 before this is parsed): a struct. Use `#[serde(deny_unknown_fields)]` so that typos
     /// are rejected rather than ignored. Its `ToSchema` (`#[derive(ToSchema)]`) puts it in the
     /// OpenAPI document, as the submission's `input` for this kind: state there every limit
     /// `validate` enforces (`#[schema(maximum = …)]`), so that the document promises no more
@@ -174,6 +175,7 @@ pub(crate) trait ErasedKind: Send + Sync {
     fn run(&self, ctx: OperationContext, input: Value) -> BoxFuture<'static, Result<Value, OperationError>>;
 }
 
+/// A kind behind [`ErasedKind`].
 struct Typed<K>(Arc<K>);
 
 impl<K: OperationKind> ErasedKind for Typed<K> {
@@ -200,6 +202,12 @@ impl<K: OperationKind> ErasedKind for Typed<K> {
     }
 
     fn check(&self, input: &Value) -> Result<(), String> {
+        // An input is always a JSON object, as the document says. serde would also read a struct
+        // from an array of its fields in order (its sequence form), which no client should
+        // come to rely on.
+        if !input.is_object() {
+            return Err(format!("`input` must be a JSON object, not {}", json_type(input)));
+        }
         // `&Value` is itself a deserializer, so checking needs no copy of the input, unless it
         // holds an integral float.
         let normalized = integral_floats_as_integers(input);
@@ -220,6 +228,18 @@ impl<K: OperationKind> ErasedKind for Typed<K> {
                 OperationError::internal()
             })
         })
+    }
+}
+
+/// The JSON type of `value`, as an error names it.
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }
 

@@ -1,9 +1,13 @@
-//! Logs and traces: tracing-subscriber with a target and level filter, human output for people
-//! and one JSON object per line for log collectors.
+//! Logs: tracing-subscriber's registry with a target and level filter and its `fmt` layer,
+//! human-readable for people (`log.format = "pretty"`) and one flat JSON object per line for log
+//! collectors (`"json"`, see `json.rs`).
 //!
-//! Lines go to stdout through the batching writer of `writer.rs`: a slow stdout (a full pipe, a
-//! stalled log shipper) drops lines rather than stalling request handling. Keep the returned
-//! guard alive until exit, or the last lines are lost.
+//! Lines go to stdout through the non-blocking writer of `writer.rs` (a `MakeWriter`): a slow
+//! stdout (a full pipe, a stalled log shipper) drops lines rather than stalling request
+//! handling. Keep the returned guard alive until exit, or the last lines are lost.
+//!
+//! A panic anywhere is logged as one line, `panicked` with its message and location, at
+//! `error`, inside whatever span was current (a request's, an operation's).
 
 use std::io::{self, IsTerminal};
 
@@ -13,7 +17,9 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
-use super::json::JsonLayer;
+use tracing_subscriber::fmt::format::JsonFields;
+
+use super::json::FlatJson;
 use super::writer::{BatchWriter, WriterGuard};
 use crate::config::{LogFormat, LogSettings};
 
@@ -35,7 +41,27 @@ pub fn init(settings: &LogSettings) -> io::Result<TelemetryGuard> {
         Filter::Targets(targets) => install(targets, settings.format, writer),
         Filter::Spans(env_filter) => install(env_filter, settings.format, writer),
     }
+    log_panics();
     Ok(TelemetryGuard(guard))
+}
+
+/// keel's JSON log format as a `fmt` layer writing to `writer`: what production uses, for a test
+/// that reads what a request logs, or a subscriber of your own.
+pub fn json_layer<S, W>(writer: W) -> impl Layer<S> + Send + Sync + 'static
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt::layer().fmt_fields(JsonFields::new()).event_format(FlatJson).with_writer(writer)
+}
+
+/// Replaces the default panic output (several lines of text on stderr) with one log line.
+fn log_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = crate::blocking::panic_message(info.payload());
+        let location = info.location().map(ToString::to_string).unwrap_or_default();
+        tracing::error!(panic.message = message, panic.location = location, "panicked");
+    }));
 }
 
 /// The log filter for `RUST_LOG`-style directives.
@@ -70,7 +96,7 @@ where
 {
     let registry = tracing_subscriber::registry().with(filter);
     match format {
-        LogFormat::Json => registry.with(JsonLayer::new(writer)).init(),
+        LogFormat::Json => registry.with(json_layer(writer)).init(),
         LogFormat::Pretty => registry
             .with(
                 tracing_subscriber::fmt::layer()
@@ -132,7 +158,7 @@ mod tests {
     #[test]
     fn targets_and_levels_filter_as_rust_log_says() {
         let log = || {
-            tracing::info!(target: "keel::http::middleware::observe", "access line");
+            tracing::info!(target: "keel::http::middleware::trace", "access line");
             tracing::info!(target: "keel::operations", "operation line");
             tracing::debug!(target: "keel::operations", "operation detail");
             tracing::debug!(target: "hyper", "hyper detail");

@@ -60,6 +60,11 @@ fn describe() {
     describe_counter!(OPERATIONS_RETRIED, "Operations queued again after a retryable failure, by kind");
     describe_counter!(HTTP_REQUESTS, "HTTP requests answered, by method, route template and status");
     describe_gauge!(HTTP_REQUESTS_IN_FLIGHT, "HTTP requests being handled now");
+    describe_histogram!(
+        HTTP_REQUEST_DURATION,
+        Unit::Seconds,
+        "Time to the response head, by method and route template"
+    );
     describe_counter!(OPERATIONS_SUBMITTED, "Operations accepted, by kind");
     describe_counter!(OPERATIONS_FINISHED, "Operations that reached a terminal status, by kind and status");
     describe_counter!(OPERATIONS_REJECTED, "Submissions refused, by reason (queue_full, shutting_down)");
@@ -70,23 +75,9 @@ fn describe() {
     describe_gauge!(BUILD_INFO, "Always 1; the labels carry the version and git commit");
 }
 
-/// The request latency histogram for one method and route: one of keel's own fixed-bucket
-/// histograms (`histogram.rs`), since it records on every request.
-pub fn request_duration(method: &str, route: &str) -> metrics::Histogram {
-    super::histogram::seconds_histogram(
-        HTTP_REQUEST_DURATION,
-        "Time to the response head, by method and route template",
-        SECONDS_BUCKETS,
-        &[("method", method), ("route", route)],
-    )
-}
-
-/// Renders the Prometheus text format, refreshing the uptime first: the exporter's series, then
-/// keel's own histograms.
+/// Renders the Prometheus text format, refreshing the uptime first.
 pub fn render() -> String {
     let recorder = RECORDER.get_or_init(install);
     metrics::gauge!(PROCESS_UPTIME).set(recorder.started.elapsed().as_secs_f64());
-    let mut text = recorder.handle.render();
-    super::histogram::render(&mut text);
-    text
+    recorder.handle.render()
 }

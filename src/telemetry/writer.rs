@@ -1,19 +1,16 @@
-//! Log output, written by a thread of its own in batches.
+//! Log output, written by a thread of its own in batches: tracing-subscriber's `MakeWriter` for
+//! the `fmt` layer.
 //!
 //! A request logs a line; it must not wait for stdout (a full pipe, a stalled log shipper) and
 //! should cost as little as possible. Each line is copied into a shared buffer and the request
 //! goes on. A writer thread takes the whole buffer at once, writes it with one `write`, then
 //! lingers for [`LINGER`] so that under load the next batch collects many lines: the thread
-//! wakes a few hundred times a second however busy the server is, where waking it per line cost
-//! a context switch on a quarter of all requests (see the README's performance notes). When it
-//! is idle the writer is woken by the first line, so a line on a quiet server appears at once.
+//! wakes a few hundred times a second however busy the server is, rather than once per line.
+//! When it is idle the writer is woken by the first line, so a line on a quiet server appears at
+//! once.
 //!
-//! Why not tracing-appender's non-blocking writer (`bench/alternatives/appender.patch` swaps it
-//! in; `bench/alternatives.py` measures both): with it, a `GET /` costs 1,472 more instructions
-//! (+8.8%) and, with the log read through a pipe as a container runtime reads it, 39% more CPU
-//! time. It copies each line into a `Vec` of its own, sends it through a channel, and its worker
-//! writes each line with a `write` of its own; this writer appends to one buffer and writes a
-//! batch with one `write`.
+//! tracing-appender's non-blocking writer does the same job with a channel and one `write` per
+//! line; docs/performance.md compares the two.
 //!
 //! The buffer is bounded: past [`CAPACITY`] lines are dropped, counted, and the count is written
 //! out as a warning line once the writer catches up. Dropping the [`WriterGuard`] writes what is
@@ -144,13 +141,6 @@ impl Drop for WriterGuard {
     }
 }
 
-impl BatchWriter {
-    /// Hands one whole line (or several) over to the writer thread.
-    pub fn write_line(&self, line: &[u8]) {
-        self.shared.push(line);
-    }
-}
-
 impl Shared {
     fn push(&self, line: &[u8]) {
         let wake = {
@@ -171,7 +161,7 @@ impl Shared {
     }
 }
 
-/// One write of the human-readable format, which hands over a whole line in one `write_all`.
+/// One line, as the `fmt` layer hands it over: in one `write_all`.
 pub struct LineWriter<'a> {
     shared: &'a Shared,
 }

@@ -43,6 +43,7 @@ async fn sleep(Query(params): Query<SleepParams>) -> Result<String, ApiError> {
     if params.ms > 600_000 {
         return Err(ApiError::InvalidRequest("`ms` must be at most 600000".to_owned()));
     }
+    tracing::info!(ms = params.ms, "napping");
     tokio::time::sleep(Duration::from_millis(params.ms)).await;
     Ok(format!("slept {} ms", params.ms))
 }
@@ -170,13 +171,18 @@ pub struct Submitter {
     owner: String,
 }
 
+/// `whoami` takes no input: an empty object, or none.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Nothing {}
+
 impl OperationKind for Whoami {
     const NAME: &'static str = "whoami";
     const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
-    type Input = serde_json::Value;
+    type Input = Nothing;
     type Output = Submitter;
 
-    async fn run(&self, ctx: OperationContext, _input: serde_json::Value) -> Result<Submitter, OperationError> {
+    async fn run(&self, ctx: OperationContext, _input: Nothing) -> Result<Submitter, OperationError> {
         Ok(Submitter { owner: ctx.owner().to_owned() })
     }
 }

@@ -8,11 +8,8 @@
 //! that a key the provider withdrew stops being accepted. A failed reload keeps the keys already
 //! loaded.
 //!
-//! The URL is fetched with one HTTP/1.1 GET over rustls, the TLS stack and root certificates the
-//! binary already has for Postgres. A general HTTP client (reqwest) would do the same with
-//! connection pools, proxies and redirects nobody needs for one small GET now and then, and made
-//! the release binary 704 KB larger than hyper's client did (measured); hyper's client slowed
-//! every request keel serves (see [`exchange`]).
+//! The URL is fetched with reqwest over rustls (ring, webpki roots): the TLS stack the Postgres
+//! driver uses, so the binary carries one. Redirects are not followed.
 
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, RwLock};
@@ -21,8 +18,6 @@ use std::time::Duration;
 use axum::http::{StatusCode, Uri};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::config::JwtSettings;
@@ -35,11 +30,9 @@ const MAX_JWKS_BYTES: usize = 256 * 1024;
 pub enum JwksError {
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
-    #[error("cannot connect to {uri}: {source}")]
-    Connect { uri: Uri, source: std::io::Error },
-    #[error("TLS with {uri} failed: {source}")]
-    Tls { uri: Uri, source: std::io::Error },
-    #[error("HTTP with {uri} failed: {source}")]
+    #[error("cannot connect to {uri}: {}", chain(source))]
+    Connect { uri: Uri, source: reqwest::Error },
+    #[error("HTTP with {uri} failed: {}", chain(source.as_ref()))]
     Http { uri: Uri, source: Box<dyn std::error::Error + Send + Sync> },
     #[error("{uri} answered {status}")]
     Status { uri: Uri, status: StatusCode },
@@ -49,6 +42,19 @@ pub enum JwksError {
     NotAKeySet(#[source] serde_json::Error),
     #[error("the key set has no key keel can verify signatures with")]
     NoUsableKey,
+}
+
+/// `error` and each of its sources, joined: reqwest's own message ("error sending request")
+/// says little without the TCP or TLS failure beneath it.
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// One verification key: its `kid`, the algorithms it may verify, and the key.
@@ -303,127 +309,50 @@ impl Jwks {
     }
 }
 
-/// The TLS client configuration: ring, TLS 1.2 and 1.3, the Mozilla root certificates.
-static TLS: LazyLock<Result<Arc<rustls::ClientConfig>, rustls::Error>> = LazyLock::new(|| {
-    let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
+/// One client for every fetch of the process: reqwest with rustls, the TLS stack the Postgres
+/// driver uses. Redirects are not followed: a key set must come from the URL configured, not from
+/// wherever a compromised or misconfigured server points.
+static CLIENT: LazyLock<Result<reqwest::Client, String>> = LazyLock::new(|| {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!(env!("CARGO_PKG_NAME"), "/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|error| error.to_string())
 });
 
-/// GET `uri`, over TLS for `https`; the body of a `200`, at most [`MAX_JWKS_BYTES`].
+/// GET `uri`; the body of a `200`, at most [`MAX_JWKS_BYTES`]. The caller bounds the time.
 async fn fetch(uri: &Uri) -> Result<Vec<u8>, JwksError> {
-    let connect_error = |source| JwksError::Connect { uri: uri.clone(), source };
-    // `[::1]` is how a URI writes an IPv6 address; the resolver wants it bare.
-    let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
-    let https = uri.scheme_str() == Some("https");
-    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let tcp = TcpStream::connect((host, port)).await.map_err(connect_error)?;
-    let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: application/jwk-set+json, application/json\r\n\
-         User-Agent: {}/{}\r\nConnection: close\r\n\r\n",
-        uri.path_and_query().map_or("/", |path| path.as_str()),
-        uri.authority().map_or(host, |authority| authority.as_str()),
-        env!("CARGO_PKG_NAME"),
-        env!("CARGO_PKG_VERSION"),
-    );
-    if !https {
-        return exchange(uri, tcp, request.as_bytes()).await;
-    }
-    let tls_error = |source| JwksError::Tls { uri: uri.clone(), source };
-    let config = TLS.as_ref().map_err(|error| tls_error(std::io::Error::other(error.clone())))?;
-    let server_name = rustls::pki_types::ServerName::try_from(host.to_owned())
-        .map_err(|error| tls_error(std::io::Error::other(error)))?;
-    let tls =
-        tokio_rustls::TlsConnector::from(Arc::clone(config)).connect(server_name, tcp).await.map_err(tls_error)?;
-    exchange(uri, tls, request.as_bytes()).await
-}
-
-/// One HTTP/1.1 request on `io` and, the server closing the connection after it
-/// (`Connection: close`), the response's body.
-///
-/// Written here rather than with hyper's client: using hyper's client anywhere in the binary
-/// changed how the compiler inlines hyper's response writing, which the server shares, and
-/// cost every request keel serves about 160 instructions (`GET /`, 17,772 to 17,936, measured
-/// with `bench/instructions.py`). httparse, hyper's own parser, reads the response head.
-async fn exchange<Io>(uri: &Uri, mut io: Io, request: &[u8]) -> Result<Vec<u8>, JwksError>
-where
-    Io: AsyncRead + AsyncWrite + Unpin,
-{
-    let http_error = |why: String| JwksError::Http { uri: uri.clone(), source: why.into() };
-    io.write_all(request).await.map_err(|error| http_error(error.to_string()))?;
-    let mut response = Vec::new();
-    // Head and body, and a byte more to tell a body that is too large.
-    let limit = (MAX_JWKS_BYTES + MAX_HEAD_BYTES + 1) as u64;
-    match (&mut io).take(limit).read_to_end(&mut response).await {
-        Ok(_) => {}
-        // A TLS peer that closes without close_notify: what arrived is checked below (its
-        // Content-Length or chunked framing, then its JSON).
-        Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => {}
-        Err(error) => return Err(http_error(error.to_string())),
-    }
-    let mut headers = [httparse::EMPTY_HEADER; 64];
-    let mut head = httparse::Response::new(&mut headers);
-    let head_len = match head.parse(&response) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Err(http_error("the response ended inside its head".to_owned())),
-        Err(error) => return Err(http_error(format!("the response head is not HTTP: {error}"))),
-    };
-    let status = head.code.and_then(|code| StatusCode::from_u16(code).ok()).unwrap_or(StatusCode::BAD_GATEWAY);
-    if status != StatusCode::OK {
+    let http_error = |source: Box<dyn std::error::Error + Send + Sync>| JwksError::Http { uri: uri.clone(), source };
+    let client = CLIENT.as_ref().map_err(|error| http_error(error.clone().into()))?;
+    let mut response = client
+        .get(uri.to_string())
+        .header(reqwest::header::ACCEPT, "application/jwk-set+json, application/json")
+        .send()
+        .await
+        .map_err(|error| {
+            if error.is_connect() {
+                JwksError::Connect { uri: uri.clone(), source: error }
+            } else {
+                http_error(error.into())
+            }
+        })?;
+    let status = response.status();
+    if status != reqwest::StatusCode::OK {
+        let status = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
         return Err(JwksError::Status { uri: uri.clone(), status });
     }
-    let header = |name: &str| {
-        head.headers.iter().find(|header| header.name.eq_ignore_ascii_case(name)).map(|header| header.value)
-    };
-    let chunked = header("transfer-encoding").is_some_and(|value| value.eq_ignore_ascii_case(b"chunked"));
-    let content_length = header("content-length").and_then(|value| std::str::from_utf8(value).ok()?.parse().ok());
-    let rest = &response[head_len..];
-    let body = if chunked {
-        dechunk(rest).ok_or_else(|| http_error("the chunked body is malformed or cut short".to_owned()))?
-    } else if let Some(length) = content_length {
-        rest.get(..length).ok_or_else(|| http_error("the body is shorter than its Content-Length".to_owned()))?.to_vec()
-    } else {
-        rest.to_vec()
-    };
-    if body.len() > MAX_JWKS_BYTES {
-        return Err(http_error(format!("the key set is over {MAX_JWKS_BYTES} bytes")));
+    let too_large = || http_error(format!("the key set is over {MAX_JWKS_BYTES} bytes").into());
+    if response.content_length().is_some_and(|length| length > MAX_JWKS_BYTES as u64) {
+        return Err(too_large());
+    }
+    // Read chunk by chunk, so that a server that sends more than it announced (or announces
+    // nothing) is cut off at the limit rather than buffered whole.
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|error| http_error(error.into()))? {
+        if body.len() + chunk.len() > MAX_JWKS_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
     }
     Ok(body)
-}
-
-/// The most a response head may take.
-const MAX_HEAD_BYTES: usize = 16 * 1024;
-
-/// A chunked body (RFC 9112 §7.1) as the bytes it carries; `None` if malformed or incomplete.
-fn dechunk(mut chunked: &[u8]) -> Option<Vec<u8>> {
-    let mut body = Vec::new();
-    loop {
-        let line_end = chunked.windows(2).position(|pair| pair == b"\r\n")?;
-        let size_field = std::str::from_utf8(&chunked[..line_end]).ok()?;
-        // A chunk extension (`;name=value`) may follow the size.
-        let size = usize::from_str_radix(size_field.split(';').next()?.trim(), 16).ok()?;
-        chunked = &chunked[line_end + 2..];
-        if size == 0 {
-            return Some(body);
-        }
-        body.extend_from_slice(chunked.get(..size)?);
-        chunked = chunked.get(size..)?.strip_prefix(b"\r\n")?;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_chunked_body_is_put_together() {
-        assert_eq!(dechunk(b"4\r\nWiki\r\n6;x=y\r\npedia \r\n0\r\n\r\n").as_deref(), Some(&b"Wikipedia "[..]));
-        assert_eq!(dechunk(b"0\r\n\r\n").as_deref(), Some(&b""[..]));
-        assert_eq!(dechunk(b"4\r\nWi"), None, "cut short");
-        assert_eq!(dechunk(b"z\r\nWiki\r\n0\r\n\r\n"), None, "not hex");
-        assert_eq!(dechunk(b"4\r\nWikiXX0\r\n\r\n"), None, "no CRLF after the chunk");
-    }
 }

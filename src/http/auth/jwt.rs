@@ -8,8 +8,8 @@
 //! (a space-separated string, RFC 8693) or `scp` (a string or an array, as Azure AD and Okta
 //! write it) that keel knows.
 //!
-//! jsonwebtoken (the most used JWT crate, kept up) parses and validates; ring verifies
-//! signatures (`crypto.rs`).
+//! jsonwebtoken (the most used JWT crate, kept up) parses, validates and verifies signatures,
+//! with its RustCrypto backend.
 //!
 //! **Verified tokens are remembered** ([`VerifiedTokens`]), by the SHA-256 of the token, until
 //! their `exp` (and its leeway) or the next load of the key set, whichever comes first: a caller
@@ -97,7 +97,6 @@ impl VerifiedTokens {
 
 impl TokenVerifier {
     pub fn new(settings: &JwtSettings) -> Self {
-        super::crypto::install();
         let leeway = Duration::from_millis(settings.leeway_ms).as_secs_f64().ceil() as u64;
         // Every algorithm jsonwebtoken knows.
         let validations = [&HMAC_ALGORITHMS[..], &RSA_ALGORITHMS, &CURVE_ALGORITHMS]

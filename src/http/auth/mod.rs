@@ -8,7 +8,7 @@
 //! - `"api_key"`: the key in `Authorization: Bearer <key>` or `X-API-Key: <key>`, matched against
 //!   configured digests in constant time (`api_key.rs`);
 //! - `"jwt"`: the token in `Authorization: Bearer <token>`, checked against the identity
-//!   provider's keys (`jwt.rs`, `jwks.rs`, with ring doing the cryptography: `crypto.rs`).
+//!   provider's keys (`jwt.rs`, `jwks.rs`; jsonwebtoken with RustCrypto's algorithms checks signatures).
 //!
 //! **Failures say no more than RFC 6750 allows**: `401` with `WWW-Authenticate: Bearer`, with
 //! `error="invalid_token"` when a credential was sent but is not valid (no error code when none
@@ -17,7 +17,6 @@
 //! request id, never to the client.
 
 mod api_key;
-pub mod crypto;
 mod jwks;
 mod jwt;
 
@@ -33,9 +32,8 @@ pub use jwks::JwksError;
 
 use crate::config::{AuthMode, AuthSettings, Scope, parse_sha256};
 use crate::http::error::ApiError;
-use crate::http::middleware::UNMATCHED_ROUTE;
+use crate::http::middleware::{UNMATCHED_ROUTE, route_of};
 use crate::http::state::AppState;
-use crate::telemetry::request::RequestContext;
 
 /// Routes anyone may call, by template: the seed's `GET /`, the probes, the docs page and the
 /// OpenAPI document, and paths that match no route (they are 404 for everyone). Add a route of
@@ -52,11 +50,6 @@ pub const METRICS_ROUTE: &str = "/metrics";
 /// against the caller's rate limits: every route but the public ones and `/metrics`.
 pub fn needs_caller(route: &str) -> bool {
     route != METRICS_ROUTE && !PUBLIC_ROUTES.contains(&route)
-}
-
-/// The template of the route the current request matched ([`UNMATCHED_ROUTE`] outside one).
-pub(crate) fn current_route() -> &'static str {
-    RequestContext::with_current(|context| context.map_or(UNMATCHED_ROUTE, |context| context.route))
 }
 
 /// The `X-API-Key` header, the alternative to `Authorization: Bearer`.
@@ -280,7 +273,7 @@ fn bearer_token(value: &[u8]) -> Result<&[u8], Refusal> {
 /// The middleware: public routes pass; `/metrics` needs its token; any other route needs a
 /// caller, which it puts in the request for handlers to extract.
 pub async fn authenticate(State(auth): State<Arc<Authenticator>>, mut request: Request, next: Next) -> Response {
-    let route = current_route();
+    let route = route_of(&request);
     let checked = if needs_caller(route) {
         auth.caller(request.headers()).await.map(Some)
     } else if route == METRICS_ROUTE {

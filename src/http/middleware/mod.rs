@@ -1,56 +1,71 @@
-//! The middleware stack, outermost first. The order matters and is deliberate:
+//! The middleware stack: tower-http's layers, in this order, outermost first.
 //!
-//! 1. **observe** (`observe.rs`): `Authorization`, `X-API-Key`, `Cookie` and `Set-Cookie`
-//!    marked sensitive before anything could log them; the request id and the matched route, so
-//!    every later layer, log line and error body can name the request; then one access-log line
-//!    and the metrics per request, and the hardening headers on every response (`hardening.rs`);
-//! 2. **guard** (`guard.rs`): the timeout (a slow handler is dropped and the client gets 503),
-//!    panic isolation (500, and the server keeps serving), problem rendering (every error
-//!    below becomes `application/problem+json`) and the body limit (enforced when a handler
-//!    reads the body, so an oversized one gets 413);
-//! 3. **CORS**, when `server.cors_allowed_origins` is set;
-//! 4. **compression**, when `server.compression` is on. Inside the problem renderer, which drops
-//!    the encoding of any body it replaces;
-//! 5. **authentication**, then **rate limits**, when on (`http/auth/`, `http/rate_limit.rs`,
-//!    added by `http::app`): who the caller is, then whether it may call again so soon.
+//! 1. `Authorization`, `X-API-Key` and `Cookie` marked sensitive (`SetSensitiveRequestHeadersLayer`)
+//!    before anything could log them;
+//! 2. the request id: a client's sanitised (`request_id.rs`), or a fresh UUID
+//!    (`SetRequestIdLayer`);
+//! 3. **problem rendering** (`problem.rs`): every error response leaves as
+//!    `application/problem+json`, with the request id;
+//! 4. the request id echoed on the response (`PropagateRequestIdLayer`), and the hardening headers
+//!    (`hardening.rs`);
+//! 5. **the request's span and access line** (`TraceLayer`, `trace.rs`);
+//! 6. the request metrics, when `metrics.enabled` (`request_metrics.rs`);
+//! 7. **panic isolation** (`CatchPanicLayer`): a panicking handler becomes a 500 problem, the panic
+//!    is logged, never sent, and the server keeps serving;
+//! 8. **the timeout** (`TimeoutLayer`): past `server.request_timeout_ms` the handler's future is
+//!    dropped and the client gets 503 (the server was slow; the client did nothing wrong, so not
+//!    408). Only the response head is timed; a streaming body (SSE) is not cut;
+//! 9. **the body limit** (`RequestBodyLimitLayer`): a `Content-Length` over
+//!    `server.body_limit_bytes` is refused with 413 before the body is read (and before any
+//!    `100 Continue`), a body that grows past it while read too;
+//! 10. CORS, when `server.cors_allowed_origins` is set, and compression, when `server.compression`
+//!     is on (inside the problem renderer, which drops the encoding of any body it replaces);
+//! 11. authentication, then rate limits, when on (`http/auth/`, `http/rate_limit.rs`, added by
+//!     `http::app`): who the caller is, then whether it may call again so soon.
 //!
-//! observe and guard wrap the whole router, once: axum's `Router::layer` would wrap each route
-//! on its own and clone the wrapped route for every request (see `route_table.rs`, which is how
-//! observe knows the route outside the router). The optional layers go on with
-//! `Router::layer`, so that they cost nothing when they are off.
+//! Every layer goes on with `Router::layer`, so it runs after routing: axum's `MatchedPath` is
+//! known to all of them, and a handler can extract it, `OriginalUri` and the rest as usual.
 
-mod guard;
 mod hardening;
-mod observe;
 mod problem;
-mod request_id;
+pub mod request_id;
 mod request_metrics;
-mod route_table;
+mod trace;
 
 use std::convert::Infallible;
 use std::task::{Context, Poll};
 
 use axum::Router;
 use axum::body::{Body, Bytes, HttpBody};
-use axum::extract::Request;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::HeaderValue;
-use axum::response::Response;
-use tower::{BoxError, Layer, Service};
+use axum::http::header::{self, HeaderName};
+use axum::response::{IntoResponse, Response};
+use tower::util::{MapRequestLayer, MapResponseLayer};
+use tower::{BoxError, ServiceBuilder};
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::{SetSensitiveRequestHeadersLayer, SetSensitiveResponseHeadersLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
 
-pub use request_id::{REQUEST_ID_HEADER, RequestId};
-pub use route_table::UNMATCHED as UNMATCHED_ROUTE;
+pub use hardening::docs as docs_headers;
+pub use request_id::REQUEST_ID_HEADER;
+pub use trace::{UNMATCHED as UNMATCHED_ROUTE, route_of};
 
-use crate::config::{LogFormat, Settings};
-use guard::{Guard, GuardFuture, GuardLayer};
-use observe::{Observe, ObserveFuture, ObserveLayer};
+use crate::blocking::panic_message;
+use crate::config::Settings;
+use crate::http::auth::API_KEY_HEADER;
+use crate::http::error::ApiError;
 
 /// A router behind keel's middleware: what keel serves, and what tests send requests to with
 /// `tower::ServiceExt::oneshot`. Cheap to clone.
 #[derive(Clone)]
 pub struct App {
-    inner: Observe<Guard<Router>>,
+    router: Router,
     /// The client's address, on a connection's own copy, when something needs it (rate limits
     /// for anonymous callers): each request then carries it as a [`ClientAddr`].
     peer: Option<std::net::IpAddr>,
@@ -64,50 +79,84 @@ pub struct ClientAddr(pub std::net::IpAddr);
 impl App {
     /// This app, for one connection from `peer`: its requests carry [`ClientAddr`].
     pub fn for_peer(&self, peer: std::net::IpAddr) -> Self {
-        Self { inner: self.inner.clone(), peer: Some(peer) }
+        Self { router: self.router.clone(), peer: Some(peer) }
     }
 }
 
-/// Puts `router` behind keel's middleware. `templates` are its routes (axum's syntax:
-/// `/v1/operations/{id}`), which requests are labelled with in logs and metrics; a request to
-/// a path that matches none of them is labelled `<unmatched>`.
-pub fn apply<I, P>(mut router: Router, templates: I, settings: &Settings) -> App
-where
-    I: IntoIterator<Item = P>,
-    P: AsRef<str>,
-{
+/// Headers that carry credentials: never printed by any layer that logs headers.
+const SENSITIVE: [HeaderName; 4] = [header::AUTHORIZATION, header::COOKIE, header::SET_COOKIE, API_KEY_HEADER];
+
+/// Puts `router` behind keel's middleware.
+pub fn apply(mut router: Router, settings: &Settings) -> App {
     let server = &settings.server;
+    // Innermost first: a layer added later runs before those added earlier.
     if server.compression {
         router = router.layer(CompressionLayer::new());
     }
     if let Some(cors) = cors(&server.cors_allowed_origins) {
         router = router.layer(cors);
     }
-    let guard = GuardLayer::new(server.request_timeout(), server.body_limit_bytes);
-    let open_spans = settings.log.format == LogFormat::Pretty;
-    let observe = ObserveLayer::new(templates, settings.metrics.enabled, open_spans);
-    App { inner: observe.layer(guard.layer(router)), peer: None }
+    router = router.layer(
+        ServiceBuilder::new()
+            // The limit is tower-http's; axum's own default would cut bodies at 2 MB.
+            .layer(DefaultBodyLimit::disable())
+            .layer(RequestBodyLimitLayer::new(server.body_limit_bytes))
+            .into_inner(),
+    );
+    router = router
+        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::SERVICE_UNAVAILABLE, server.request_timeout()));
+    router = router.layer(CatchPanicLayer::custom(panicked));
+    if settings.metrics.enabled {
+        let metrics = request_metrics::RequestMetrics::new();
+        router = router.layer(axum::middleware::from_fn_with_state(metrics, request_metrics::record));
+    }
+    router = router.layer(
+        ServiceBuilder::new()
+            .layer(SetSensitiveRequestHeadersLayer::new(SENSITIVE))
+            .layer(MapRequestLayer::new(request_id::sanitise))
+            .layer(SetRequestIdLayer::new(REQUEST_ID_HEADER, request_id::MakeUuid))
+            .layer(MapResponseLayer::new(problem::render))
+            .layer(PropagateRequestIdLayer::new(REQUEST_ID_HEADER))
+            .layer(SetSensitiveResponseHeadersLayer::new([header::SET_COOKIE]))
+            .layer(hardening::api())
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(trace::RequestSpan)
+                    .on_request(trace::RequestStarted)
+                    .on_response(trace::AccessLog)
+                    .on_body_chunk(())
+                    .on_eos(())
+                    .on_failure(()),
+            )
+            .into_inner(),
+    );
+    App { router, peer: None }
 }
 
-impl<B> Service<Request<B>> for App
+/// A panic caught by `CatchPanicLayer`: the panic hook has logged it with its location (see
+/// `telemetry`); the client gets a 500 problem without the message.
+fn panicked(payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    ApiError::Internal(format!("handler panicked: {}", panic_message(payload.as_ref()))).into_response()
+}
+
+impl<B> tower::Service<axum::http::Request<B>> for App
 where
     B: HttpBody<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = ObserveFuture<GuardFuture<<Router as Service<Request>>::Future>>;
+    type Future = axum::routing::future::RouteFuture<Infallible>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+        <Router as tower::Service<Request>>::poll_ready(&mut self.router, cx)
     }
 
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: axum::http::Request<B>) -> Self::Future {
         if let Some(peer) = self.peer {
             request.extensions_mut().insert(ClientAddr(peer));
         }
-        // hyper's body, boxed once as axum would box it.
-        self.inner.call(request.map(Body::new))
+        self.router.call(request.map(Body::new))
     }
 }
 

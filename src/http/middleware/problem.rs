@@ -2,25 +2,35 @@
 //!
 //! A [`Problem`] attached to a response (by `ApiError` or `Problem::into_response`) is written
 //! out here with the request id. An error response that carries no problem (made by a layer or
-//! a framework default) is replaced by one for its status, so that every error a client sees is
-//! `application/problem+json`, whoever produced it.
+//! a framework default: tower-http's timeout, body limit and panic catcher, axum's rejections)
+//! is replaced by one for its status (see [`Problem::for_status`]), so that every error a client
+//! sees is `application/problem+json`, whoever produced it.
+//!
+//! It runs outside `PropagateRequestIdLayer`, so the response already carries its
+//! `x-request-id`, which the problem repeats.
 
-use axum::body::Body;
+use axum::body::{Body, Bytes, HttpBody};
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
+use tower::BoxError;
 
+use super::request_id::REQUEST_ID_HEADER;
 use crate::http::error::{PROBLEM_JSON, Problem};
-use crate::telemetry::request::RequestContext;
 
 /// Writes out the problem attached to `response`, or one for an unrendered error status, with
 /// the current request's id; passes anything else through untouched.
-pub fn render(mut response: Response) -> Response {
+pub fn render<B>(response: Response<B>) -> Response
+where
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let mut response = response.map(Body::new);
     let problem = match response.extensions_mut().remove::<Problem>() {
         Some(problem) => problem,
         None if is_unrendered_error(&response) => Problem::for_status(response.status()),
         None => return response,
     };
-    let request_id = RequestContext::with_current(|request| request.map(|request| request.id.as_str().to_owned()));
+    let request_id = response.headers().get(&REQUEST_ID_HEADER).and_then(|id| id.to_str().ok()).map(str::to_owned);
     write(response, Problem { request_id, ..problem })
 }
 

@@ -9,7 +9,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::watch;
@@ -391,7 +390,7 @@ pub async fn events(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     caller.require(Scope::Read)?;
     let changes = watch_visible(&state, &caller, &id).await?;
     let stream = futures_util::stream::unfold((changes, true, false), |(mut changes, first, ended)| async move {
@@ -401,7 +400,9 @@ pub async fn events(
         let operation = changes.borrow_and_update().clone();
         let data = serde_json::to_string(&operation).unwrap_or_default();
         let event = Event::default().event("operation").data(data);
-        Some((Ok(event), (changes, false, operation.done)))
+        Some((Ok::<_, Infallible>(event), (changes, false, operation.done)))
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    // One caller's operation: no cache may keep it (axum's `Sse` says only `no-cache`).
+    let no_store = [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))];
+    Ok((no_store, Sse::new(stream).keep_alive(KeepAlive::default())))
 }
