@@ -40,9 +40,9 @@ test-guides: ## Follow the README's guides (add an endpoint, a kind, a configura
 docker-test: ## Build the Dockerfile and check the image: health, non-root, read-only, SIGTERM, size, lint, compose, manifests
 	scripts/docker-test.sh
 
-bench: ## Benchmark keel against bare axum and the Tornado seed (updates the README's figures); count what access control costs
+bench: ## Benchmark keel as production ships it against a standard axum stack and bare axum, and the Postgres store (updates docs/performance.md)
 	command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk)
-	test -x .venv-bench/bin/python || (python3 -m venv .venv-bench && .venv-bench/bin/pip install --quiet 'tornado>=6.4' 'matplotlib>=3.8')
+	test -x .venv-bench/bin/python || (python3 -m venv .venv-bench && .venv-bench/bin/pip install --quiet 'matplotlib>=3.8')
 	.venv-bench/bin/python bench/bench.py
 	.venv-bench/bin/python bench/auth.py
 

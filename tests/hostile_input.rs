@@ -329,6 +329,27 @@ async fn silent_connections_are_closed_after_the_header_read_timeout() {
     app.stop().await.unwrap();
 }
 
+/// A keep-alive connection that starts no request for `server.idle_timeout_ms` is closed.
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // hyper's own header read timeout, which also ends a keep-alive wait, far beyond the wait.
+    let settings =
+        settings_with(&[("APP_SERVER__IDLE_TIMEOUT_MS", "300"), ("APP_SERVER__HEADER_READ_TIMEOUT_MS", "600000")]);
+    let app = common::spawn_app_with(settings, common::testbed::registry(), common::testbed::routes()).await;
+    let mut socket = tokio::net::TcpStream::connect(app.address.trim_start_matches("http://")).await.unwrap();
+    socket.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut received = Vec::new();
+    // The answer, then the end of the stream once the connection has been idle long enough.
+    tokio::time::timeout(std::time::Duration::from_secs(60), socket.read_to_end(&mut received))
+        .await
+        .expect("the idle connection was closed")
+        .unwrap();
+    let received = String::from_utf8_lossy(&received);
+    assert!(received.starts_with("HTTP/1.1 200") && received.contains("Async operation result"), "{received}");
+    app.stop().await.unwrap();
+}
+
 /// A body announced over the limit is refused at once, before `100 Continue` and before a byte of
 /// it is read.
 #[tokio::test]

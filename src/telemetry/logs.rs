@@ -17,9 +17,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
-use tracing_subscriber::fmt::format::JsonFields;
-
-use super::json::FlatJson;
+use super::json::{FlatJson, JsonSpanFields};
 use super::writer::{BatchWriter, WriterGuard};
 use crate::config::{LogFormat, LogSettings};
 
@@ -52,7 +50,7 @@ where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
     W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
 {
-    tracing_subscriber::fmt::layer().fmt_fields(JsonFields::new()).event_format(FlatJson).with_writer(writer)
+    tracing_subscriber::fmt::layer().fmt_fields(JsonSpanFields).event_format(FlatJson).with_writer(writer)
 }
 
 /// Replaces the default panic output (several lines of text on stderr) with one log line.

@@ -12,18 +12,18 @@
 //! 6. the request metrics, when `metrics.enabled` (`request_metrics.rs`);
 //! 7. **panic isolation** (`CatchPanicLayer`): a panicking handler becomes a 500 problem, the panic
 //!    is logged, never sent, and the server keeps serving;
-//! 8. **the timeout** (`TimeoutLayer`): past `server.request_timeout_ms` the handler's future is
-//!    dropped and the client gets 503 (the server was slow; the client did nothing wrong, so not
-//!    408). Only the response head is timed; a streaming body (SSE) is not cut;
-//! 9. **the body limit** (`RequestBodyLimitLayer`): a `Content-Length` over
+//! 8. **the body limit** (`RequestBodyLimitLayer`): a `Content-Length` over
 //!    `server.body_limit_bytes` is refused with 413 before the body is read (and before any
 //!    `100 Continue`), a body that grows past it while read too;
+//! 9. **the timeout** (`TimeoutLayer`): past `server.request_timeout_ms` the handler's future is
+//!    dropped and the client gets 503 (the server was slow; the client did nothing wrong, so not
+//!    408). Only the response head is timed; a streaming body (SSE) is not cut;
 //! 10. CORS, when `server.cors_allowed_origins` is set, and compression, when `server.compression`
 //!     is on (inside the problem renderer, which drops the encoding of any body it replaces);
 //! 11. authentication, then rate limits, when on (`http/auth/`, `http/rate_limit.rs`, added by
 //!     `http::app`): who the caller is, then whether it may call again so soon.
 //!
-//! Every layer goes on with `Router::layer`, so it runs after routing: axum's `MatchedPath` is
+//! The layers go on with `Router::layer`, so they run after routing: axum's `MatchedPath` is
 //! known to all of them, and a handler can extract it, `OriginalUri` and the rest as usual.
 
 mod hardening;
@@ -38,10 +38,9 @@ use std::task::{Context, Poll};
 use axum::Router;
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::HeaderValue;
 use axum::http::header::{self, HeaderName};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use tower::util::{MapRequestLayer, MapResponseLayer};
 use tower::{BoxError, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
@@ -89,48 +88,38 @@ const SENSITIVE: [HeaderName; 4] = [header::AUTHORIZATION, header::COOKIE, heade
 /// Puts `router` behind keel's middleware.
 pub fn apply(mut router: Router, settings: &Settings) -> App {
     let server = &settings.server;
-    // Innermost first: a layer added later runs before those added earlier.
+    // Each only when on, so that it costs nothing when off; innermost first.
     if server.compression {
         router = router.layer(CompressionLayer::new());
     }
     if let Some(cors) = cors(&server.cors_allowed_origins) {
         router = router.layer(cors);
     }
-    router = router.layer(
-        ServiceBuilder::new()
-            // The limit is tower-http's; axum's own default would cut bodies at 2 MB.
-            .layer(DefaultBodyLimit::disable())
-            .layer(RequestBodyLimitLayer::new(server.body_limit_bytes))
-            .into_inner(),
-    );
-    router = router
-        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::SERVICE_UNAVAILABLE, server.request_timeout()));
-    router = router.layer(CatchPanicLayer::custom(panicked));
-    if settings.metrics.enabled {
-        let metrics = request_metrics::RequestMetrics::new();
-        router = router.layer(axum::middleware::from_fn_with_state(metrics, request_metrics::record));
-    }
-    router = router.layer(
-        ServiceBuilder::new()
-            .layer(SetSensitiveRequestHeadersLayer::new(SENSITIVE))
-            .layer(MapRequestLayer::new(request_id::sanitise))
-            .layer(SetRequestIdLayer::new(REQUEST_ID_HEADER, request_id::MakeUuid))
-            .layer(MapResponseLayer::new(problem::render))
-            .layer(PropagateRequestIdLayer::new(REQUEST_ID_HEADER))
-            .layer(SetSensitiveResponseHeadersLayer::new([header::SET_COOKIE]))
-            .layer(hardening::api())
-            .layer(
-                TraceLayer::new_for_http()
-                    .make_span_with(trace::RequestSpan)
-                    .on_request(trace::RequestStarted)
-                    .on_response(trace::AccessLog)
-                    .on_body_chunk(())
-                    .on_eos(())
-                    .on_failure(()),
-            )
-            .into_inner(),
-    );
-    App { router, peer: None }
+    // The rest in one `Router::layer`: each call wraps every route in a boxed service of its own.
+    let stack = ServiceBuilder::new()
+        .layer(SetSensitiveRequestHeadersLayer::new(SENSITIVE))
+        .map_request(request_id::sanitise)
+        .layer(SetRequestIdLayer::new(REQUEST_ID_HEADER, request_id::MakeUuid))
+        .map_response(problem::render)
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID_HEADER))
+        .layer(SetSensitiveResponseHeadersLayer::new([header::SET_COOKIE]))
+        .layer(hardening::api())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(trace::RequestSpan)
+                .on_request(trace::RequestStarted)
+                .on_response(trace::AccessLog)
+                .on_body_chunk(())
+                .on_eos(())
+                .on_failure(()),
+        )
+        .option_layer(settings.metrics.enabled.then(request_metrics::RecordLayer::new))
+        .layer(CatchPanicLayer::custom(panicked))
+        .layer(RequestBodyLimitLayer::new(server.body_limit_bytes))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, server.request_timeout()))
+        // axum's extractors apply a limit of their own (2 MB unless told): the same one.
+        .layer(DefaultBodyLimit::max(server.body_limit_bytes));
+    App { router: router.layer(stack), peer: None }
 }
 
 /// A panic caught by `CatchPanicLayer`: the panic hook has logged it with its location (see

@@ -10,11 +10,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, Request, State};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use axum::extract::MatchedPath;
 use axum::http::{Method, StatusCode};
-use axum::middleware::Next;
-use axum::response::Response;
 use metrics::{Counter, Gauge, Histogram};
+use pin_project_lite::pin_project;
+use tower::{Layer, Service};
 
 use super::trace::UNMATCHED;
 use crate::telemetry::metrics as names;
@@ -79,27 +83,93 @@ fn find<'a>(
     routes.get(route)?.iter().find(|series| series.method == method && series.status == status)
 }
 
-/// Counts a request in flight until dropped, so that a request whose client went away (its
-/// future dropped mid-way) is counted out too.
-struct InFlight<'a>(&'a Gauge);
+/// The middleware: measures the time to the response head. A tower layer of its own rather
+/// than `axum::middleware::from_fn`, which boxes each request's future and clones the inner
+/// service for it (docs/performance.md).
+#[derive(Clone)]
+pub struct RecordLayer {
+    metrics: Arc<RequestMetrics>,
+}
 
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.decrement(1.0);
+impl RecordLayer {
+    pub fn new() -> Self {
+        Self { metrics: RequestMetrics::new() }
     }
 }
 
-/// The middleware: measures the time to the response head.
-pub async fn record(State(metrics): State<Arc<RequestMetrics>>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = method_label(request.method());
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    metrics.in_flight.increment(1.0);
-    let _in_flight = InFlight(&metrics.in_flight);
-    let response = next.run(request).await;
-    let route = route.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
-    metrics.record(method, route, response.status(), started.elapsed());
-    response
+impl<S> Layer<S> for RecordLayer {
+    type Service = Record<S>;
+
+    fn layer(&self, inner: S) -> Record<S> {
+        Record { inner, metrics: Arc::clone(&self.metrics) }
+    }
+}
+
+#[derive(Clone)]
+pub struct Record<S> {
+    inner: S,
+    metrics: Arc<RequestMetrics>,
+}
+
+impl<S, B, ResBody> Service<axum::http::Request<B>> for Record<S>
+where
+    S: Service<axum::http::Request<B>, Response = axum::http::Response<ResBody>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Recording<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
+        let method = method_label(request.method());
+        let route = request.extensions().get::<MatchedPath>().cloned();
+        self.metrics.in_flight.increment(1.0);
+        let in_flight = InFlight(Arc::clone(&self.metrics));
+        Recording { inner: self.inner.call(request), started: Instant::now(), method, route, in_flight }
+    }
+}
+
+pin_project! {
+    /// The response future of [`Record`].
+    pub struct Recording<F> {
+        #[pin]
+        inner: F,
+        started: Instant,
+        method: &'static str,
+        route: Option<MatchedPath>,
+        // Counted out when dropped, so that a request whose client went away (its future
+        // dropped mid-way) is counted out too.
+        in_flight: InFlight,
+    }
+}
+
+impl<F, ResBody, E> Future for Recording<F>
+where
+    F: Future<Output = Result<axum::http::Response<ResBody>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = ready!(this.inner.poll(cx));
+        if let Ok(response) = &result {
+            let route = this.route.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
+            this.in_flight.0.record(this.method, route, response.status(), this.started.elapsed());
+        }
+        Poll::Ready(result)
+    }
+}
+
+/// A request counted in flight.
+struct InFlight(Arc<RequestMetrics>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.decrement(1.0);
+    }
 }
 
 /// The method as a label: the standard ones by name, any other as `_OTHER`.
