@@ -54,22 +54,18 @@ pub fn app(routes: OpenApiRouter<AppState>, state: AppState) -> App {
         if metrics.enabled && metrics.port.is_none() { routes.routes(routes!(metrics::metrics)) } else { routes };
     let (router, api) = routes.split_for_parts();
     let document = openapi::document(api, &state.settings, state.executor.registry());
-    let mut router = router
+    let router = router
         .merge(middleware::docs_headers(
             SwaggerUi::new(DOCS_PATH).external_url_unchecked(DOCUMENT_PATH, document).into(),
         ))
         .fallback(|| async { ApiError::NotFound("no route matches this path".to_owned()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
-    // Each only when on, so that it costs nothing when off. Rate limits run inside
-    // authentication (a layer added later runs first), so that they know the caller.
-    if let Some(limits) = rate_limit::RateLimits::from_settings(&state.settings.rate_limit) {
-        router = router.layer(axum::middleware::from_fn_with_state(limits, rate_limit::limit));
-    }
-    if let Some(authenticator) = state.auth.clone() {
-        router = router.layer(axum::middleware::from_fn_with_state(authenticator, auth::authenticate));
-    }
     let router = router.with_state(state.clone());
-    middleware::apply(router, &state.settings)
+    let access = middleware::Access {
+        auth: state.auth.clone(),
+        rate_limits: rate_limit::RateLimits::from_settings(&state.settings.rate_limit),
+    };
+    middleware::apply_with_access(router, &state.settings, access)
 }
 
 /// The application for a separate metrics port: `/metrics` alone, with the same middleware.

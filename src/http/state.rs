@@ -10,8 +10,7 @@ use crate::operations::Executor;
 /// What handlers share: a handle to [`Shared`].
 ///
 /// axum clones the state for every request it routes, so the state is one `Arc`: a clone is a
-/// single reference-count increment, where a struct of handles costs one per field (measured in
-/// the benchmark as a visible share of a request's CPU time).
+/// single reference-count increment, where a struct of handles costs one per field.
 #[derive(Clone)]
 pub struct AppState(Arc<Shared>);
 

@@ -12,16 +12,19 @@
 //! 6. the request metrics, when `metrics.enabled` (`request_metrics.rs`);
 //! 7. **panic isolation** (`CatchPanicLayer`): a panicking handler becomes a 500 problem, the panic
 //!    is logged, never sent, and the server keeps serving;
-//! 8. **the body limit** (`RequestBodyLimitLayer`): a `Content-Length` over
-//!    `server.body_limit_bytes` is refused with 413 before the body is read (and before any
-//!    `100 Continue`), a body that grows past it while read too;
-//! 9. **the timeout** (`TimeoutLayer`): past `server.request_timeout_ms` the handler's future is
-//!    dropped and the client gets 503 (the server was slow; the client did nothing wrong, so not
-//!    408). Only the response head is timed; a streaming body (SSE) is not cut;
-//! 10. CORS, when `server.cors_allowed_origins` is set, and compression, when `server.compression`
-//!     is on (inside the problem renderer, which drops the encoding of any body it replaces);
-//! 11. authentication, then rate limits, when on (`http/auth/`, `http/rate_limit.rs`, added by
-//!     `http::app`): who the caller is, then whether it may call again so soon.
+//! 8. CORS, when `server.cors_allowed_origins` is set (before access control, so that a preflight
+//!    request needs no credential);
+//! 9. authentication, then rate limits, when on ([`Access`]; `http/auth/`, `http/rate_limit.rs`):
+//!    who the caller is, then whether it may call again so soon. A caller that may not call is
+//!    refused before its body is read;
+//! 10. **the body limit** (`RequestBodyLimitLayer`): a `Content-Length` over
+//!     `server.body_limit_bytes` is refused with 413 before the body is read (and before any
+//!     `100 Continue`), a body that grows past it while read too;
+//! 11. **the timeout** (`TimeoutLayer`): past `server.request_timeout_ms` the handler's future is
+//!     dropped and the client gets 503 (the server was slow; the client did nothing wrong, so not
+//!     408). Only the response head is timed; a streaming body (SSE) is not cut;
+//! 12. compression, when `server.compression` is on (inside the problem renderer, which drops the
+//!     encoding of any body it replaces).
 //!
 //! The layers go on with `Router::layer`, so they run after routing: axum's `MatchedPath` is
 //! known to all of them, and a handler can extract it, `OriginalUri` and the rest as usual.
@@ -33,6 +36,7 @@ mod request_metrics;
 mod trace;
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::Router;
@@ -57,8 +61,9 @@ pub use trace::{UNMATCHED as UNMATCHED_ROUTE, route_of};
 
 use crate::blocking::panic_message;
 use crate::config::Settings;
-use crate::http::auth::API_KEY_HEADER;
+use crate::http::auth::{API_KEY_HEADER, Authenticator, authenticate};
 use crate::http::error::ApiError;
+use crate::http::rate_limit::{self, RateLimits};
 
 /// A router behind keel's middleware: what keel serves, and what tests send requests to with
 /// `tower::ServiceExt::oneshot`. Cheap to clone.
@@ -85,15 +90,25 @@ impl App {
 /// Headers that carry credentials: never printed by any layer that logs headers.
 const SENSITIVE: [HeaderName; 4] = [header::AUTHORIZATION, header::COOKIE, header::SET_COOKIE, API_KEY_HEADER];
 
-/// Puts `router` behind keel's middleware.
-pub fn apply(mut router: Router, settings: &Settings) -> App {
+/// Who may call, checked innermost (each only when on): authentication, then rate limits, which
+/// need the caller it finds.
+#[derive(Default)]
+pub struct Access {
+    pub auth: Option<Arc<Authenticator>>,
+    pub rate_limits: Option<Arc<RateLimits>>,
+}
+
+/// Puts `router` behind keel's middleware, with no access control.
+pub fn apply(router: Router, settings: &Settings) -> App {
+    apply_with_access(router, settings, Access::default())
+}
+
+/// Puts `router` behind keel's middleware and `access`.
+pub fn apply_with_access(mut router: Router, settings: &Settings, access: Access) -> App {
     let server = &settings.server;
-    // Each only when on, so that it costs nothing when off; innermost first.
+    // Only when on, so that it costs nothing when off. Innermost, as it changes the body's type.
     if server.compression {
         router = router.layer(CompressionLayer::new());
-    }
-    if let Some(cors) = cors(&server.cors_allowed_origins) {
-        router = router.layer(cors);
     }
     // The rest in one `Router::layer`: each call wraps every route in a boxed service of its own.
     let stack = ServiceBuilder::new()
@@ -115,11 +130,25 @@ pub fn apply(mut router: Router, settings: &Settings) -> App {
         )
         .option_layer(settings.metrics.enabled.then(request_metrics::RecordLayer::new))
         .layer(CatchPanicLayer::custom(panicked))
+        // Outside access control, so that a preflight request needs no credential.
+        .option_layer(cors(&server.cors_allowed_origins))
+        .option_layer(access.auth.map(|auth| axum::middleware::from_fn_with_state(auth, authenticate)))
+        .option_layer(access.rate_limits.map(|limits| axum::middleware::from_fn_with_state(limits, rate_limit::limit)))
+        // Whichever of those are on, the service below them answers with axum's body.
+        .map_response(boxed_body)
         .layer(RequestBodyLimitLayer::new(server.body_limit_bytes))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, server.request_timeout()))
-        // axum's extractors apply a limit of their own (2 MB unless told): the same one.
+        // axum's extractors apply a default limit of their own unless told: the same one.
         .layer(DefaultBodyLimit::max(server.body_limit_bytes));
     App { router: router.layer(stack), peer: None }
+}
+
+fn boxed_body<B>(response: Response<B>) -> Response
+where
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    response.map(Body::new)
 }
 
 /// A panic caught by `CatchPanicLayer`: the panic hook has logged it with its location (see

@@ -9,9 +9,7 @@
 //! A batch waits for the one being written unless it is full: the ends that arrive meanwhile
 //! join it. Up to four batches written side by side, as this module first did, each came out
 //! about a quarter as big, and a statement costs Postgres nearly as much for one row as for
-//! twenty. Measured side by side in `make bench`'s Postgres runs, one replica went from 4,300 to
-//! 4,900 operations/s, and two replicas (whose batches are half as big) from 3,400 to 4,400.
-//! Full batches still go side by side, up to [`IN_FLIGHT`], so that under a burst one slow
+//! twenty (docs/performance.md has the figures). Full batches still go side by side, up to [`IN_FLIGHT`], so that under a burst one slow
 //! statement does not hold back the rest.
 
 use std::collections::{HashMap, HashSet};
@@ -134,9 +132,9 @@ async fn write_once(pool: &PgPool, fanout: &Fanout, batch: Vec<Ending>) {
     // Planned afresh for each batch (not a prepared statement: `persistent(false)`), from the
     // table's size now and the batch's own length. A plan cached while the table was small
     // kept scanning all of it, and one that could use the index of running operations scanned
-    // that (it holds an entry for every operation that ran since the last vacuum): 4 to 8 ms a
-    // statement after half a minute at 2,000 operations/s, against 0.3 ms for a primary-key
-    // lookup per row. Hence also no `status = 'running'`: a held token implies it (a constraint
+    // that (it holds an entry for every operation that ran since the last vacuum), each far
+    // slower than a primary-key lookup per row once the table had grown (docs/performance.md).
+    // Hence also no `status = 'running'`: a held token implies it (a constraint
     // says so).
     let sql = format!(
         "UPDATE keel_operations SET status = f_status, result = f_result::json, error = f_error::json,

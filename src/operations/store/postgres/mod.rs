@@ -84,9 +84,8 @@ impl PostgresStore {
         // The connections are split by what waits on them. Submissions and ends hold theirs until
         // the commit is flushed, so their throughput grows with their pool; claims, heartbeats,
         // progress and notifications commit without the flush and are few and short. A quarter
-        // (at least one) goes to those: split half and half, one replica with the shipped 10
-        // connections did 3,800 operations/s in `make bench`'s Postgres runs, against 4,600 with
-        // 8 for the flushed pool and 2 for the other. The listener holds one of the flushed
+        // (at least one) goes to those, which did markedly better than half and half
+        // (docs/performance.md). The listener holds one of the flushed
         // pool's for as long as it listens, so that pool has at least two (configuration refuses
         // fewer than `DatabaseSettings::MIN_CONNECTIONS` in all).
         let relaxed_size = (settings.max_connections / 4).max(1);
