@@ -257,6 +257,15 @@ async fn hostile_requests_get_exact_client_errors_and_lose_nothing() {
 
 // A hostile client on a real socket: what a new user found trying `keel serve`.
 
+/// Everything the server sends on `socket` until it closes the connection, which it must do
+/// within `limit`.
+async fn read_until_closed(socket: &mut tokio::net::TcpStream, limit: std::time::Duration, closed: &str) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut received = Vec::new();
+    tokio::time::timeout(limit, socket.read_to_end(&mut received)).await.expect(closed).unwrap();
+    String::from_utf8_lossy(&received).into_owned()
+}
+
 /// Every kind, built-in or added, refuses an input that is not a JSON object (serde would read a
 /// struct from an array of its fields), with 422 naming `input`, and the document says `object`.
 #[tokio::test]
@@ -302,7 +311,7 @@ async fn refuses_inputs_that_are_not_objects(app: &common::TestApp, kinds: Vec<&
 /// until then.
 #[tokio::test]
 async fn silent_connections_are_closed_after_the_header_read_timeout() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let settings =
         settings_with(&[("APP_SERVER__MAX_CONNECTIONS", "3"), ("APP_SERVER__HEADER_READ_TIMEOUT_MS", "300")]);
     let app = common::spawn_app_with(settings, common::testbed::registry(), common::testbed::routes()).await;
@@ -319,10 +328,8 @@ async fn silent_connections_are_closed_after_the_header_read_timeout() {
         async move { reqwest::get(url).await.map(|response| response.status()) }
     });
     for mut socket in silent {
-        let mut rest = Vec::new();
         // The server closes it: the read ends (with whatever hyper wrote first, if anything).
-        let closed = tokio::time::timeout(std::time::Duration::from_secs(30), socket.read_to_end(&mut rest)).await;
-        assert!(closed.is_ok(), "a silent connection was left open");
+        read_until_closed(&mut socket, std::time::Duration::from_secs(30), "a silent connection was closed").await;
     }
     let status = tokio::time::timeout(std::time::Duration::from_secs(30), newcomer).await.unwrap().unwrap().unwrap();
     assert_eq!(status, 200);
@@ -332,20 +339,16 @@ async fn silent_connections_are_closed_after_the_header_read_timeout() {
 /// A keep-alive connection that starts no request for `server.idle_timeout_ms` is closed.
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     // hyper's own header read timeout, which also ends a keep-alive wait, far beyond the wait.
     let settings =
         settings_with(&[("APP_SERVER__IDLE_TIMEOUT_MS", "300"), ("APP_SERVER__HEADER_READ_TIMEOUT_MS", "600000")]);
     let app = common::spawn_app_with(settings, common::testbed::registry(), common::testbed::routes()).await;
     let mut socket = tokio::net::TcpStream::connect(app.address.trim_start_matches("http://")).await.unwrap();
     socket.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
-    let mut received = Vec::new();
     // The answer, then the end of the stream once the connection has been idle long enough.
-    tokio::time::timeout(std::time::Duration::from_secs(60), socket.read_to_end(&mut received))
-        .await
-        .expect("the idle connection was closed")
-        .unwrap();
-    let received = String::from_utf8_lossy(&received);
+    let received =
+        read_until_closed(&mut socket, std::time::Duration::from_secs(60), "the idle connection was closed").await;
     assert!(received.starts_with("HTTP/1.1 200") && received.contains("Async operation result"), "{received}");
     app.stop().await.unwrap();
 }
@@ -354,7 +357,7 @@ async fn an_idle_keep_alive_connection_is_closed() {
 /// it is read.
 #[tokio::test]
 async fn an_announced_body_over_the_limit_gets_413_at_once_and_no_100_continue() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let app = common::spawn_app(settings_with(&[("APP_SERVER__BODY_LIMIT_BYTES", "1024")])).await;
     let address = app.address.trim_start_matches("http://").to_owned();
     for expect in ["", "Expect: 100-continue\r\n"] {
@@ -364,13 +367,10 @@ async fn an_announced_body_over_the_limit_gets_413_at_once_and_no_100_continue()
              Content-Length: 1000000000000\r\n{expect}Connection: close\r\n\r\n"
         );
         socket.write_all(head.as_bytes()).await.unwrap();
-        let mut answer = Vec::new();
         // Far below the request timeout: the answer must not wait for a body.
-        tokio::time::timeout(std::time::Duration::from_secs(10), socket.read_to_end(&mut answer))
-            .await
-            .expect("answered without waiting for the body")
-            .unwrap();
-        let answer = String::from_utf8_lossy(&answer);
+        let answer =
+            read_until_closed(&mut socket, std::time::Duration::from_secs(10), "answered without waiting for the body")
+                .await;
         assert!(answer.starts_with("HTTP/1.1 413"), "{expect:?}: {answer}");
         assert!(!answer.contains("100 Continue"), "{answer}");
         assert!(answer.contains("application/problem+json") && answer.contains("payload-too-large"), "{answer}");

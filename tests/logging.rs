@@ -5,13 +5,20 @@ mod common;
 use common::process::Process;
 use serde_json::Value;
 
+/// `GET path` with `x-request-id: request_id` and, if given, `authorization` and `cookie`.
+async fn get(address: &str, path: &str, request_id: &str, credentials: Option<(&str, &str)>) -> reqwest::Response {
+    let mut request = reqwest::Client::new().get(format!("http://{address}{path}")).header("x-request-id", request_id);
+    if let Some((authorization, cookie)) = credentials {
+        request = request.header("authorization", authorization).header("cookie", cookie);
+    }
+    request.send().await.unwrap()
+}
+
 /// Starts keel with `filter`, sends `GET path` with `request_id` and `status` expected, and
 /// returns the first line with `message` logged for that request.
 async fn line_for_request(filter: &str, path: &str, request_id: &str, status: u16, message: &str) -> Value {
     let (mut process, address) = Process::start(&[("APP_LOG__FILTER", filter)]);
-    let response =
-        reqwest::Client::new().get(format!("http://{address}{path}")).header("x-request-id", request_id).send().await;
-    assert_eq!(response.unwrap().status(), status);
+    assert_eq!(get(&address, path, request_id, None).await.status(), status);
     let (request_id, message) = (request_id.to_owned(), message.to_owned());
     tokio::task::spawn_blocking(move || {
         process.wait_for_log(|line| line["message"] == *message && line["request_id"] == *request_id)
@@ -41,15 +48,8 @@ async fn every_line_logged_for_a_request_names_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_never_reach_the_logs() {
     let (mut process, address) = Process::start(&[("APP_LOG__FILTER", "trace")]);
-    let response = reqwest::Client::new()
-        .get(format!("http://{address}/"))
-        .header("authorization", "Bearer top-secret-token")
-        .header("cookie", "session=top-secret-cookie")
-        .header("x-request-id", "creds-1")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    let credentials = ("Bearer top-secret-token", "session=top-secret-cookie");
+    assert_eq!(get(&address, "/", "creds-1", Some(credentials)).await.status(), 200);
     let leaked = tokio::task::spawn_blocking(move || {
         let mut leaked = Vec::new();
         process.wait_for_log(|line| {
@@ -68,13 +68,7 @@ async fn credentials_never_reach_the_logs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handlers_own_lines_are_in_its_requests_span() {
     let (mut process, address) = Process::testbed(&[("APP_LOG__FILTER", "info")]);
-    let response = reqwest::Client::new()
-        .get(format!("http://{address}/testbed/sleep?ms=1"))
-        .header("x-request-id", "span-1")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    assert_eq!(get(&address, "/testbed/sleep?ms=1", "span-1", None).await.status(), 200);
     let line = tokio::task::spawn_blocking(move || {
         process.wait_for_log(|line| line["message"] == "napping" && line["request_id"] == "span-1")
     })
