@@ -353,6 +353,29 @@ async fn an_idle_keep_alive_connection_is_closed() {
     app.stop().await.unwrap();
 }
 
+/// An HTTP/2 connection that starts no stream for `server.idle_timeout_ms` is closed too
+/// (gracefully: `GOAWAY`, then the end of the connection).
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed() {
+    let settings =
+        settings_with(&[("APP_SERVER__IDLE_TIMEOUT_MS", "300"), ("APP_SERVER__HEADER_READ_TIMEOUT_MS", "600000")]);
+    let app = common::spawn_app_with(settings, common::testbed::registry(), common::testbed::routes()).await;
+    let socket = tokio::net::TcpStream::connect(app.address.trim_start_matches("http://")).await.unwrap();
+    let (client, connection) = h2::client::handshake(socket).await.unwrap();
+    let connection = tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let request = axum::http::Request::get(format!("{}/", app.address)).body(()).unwrap();
+    let (response, _) = client.send_request(request, true).unwrap();
+    assert_eq!(response.await.unwrap().status(), 200);
+    // The connection's future ends once the server has closed it.
+    tokio::time::timeout(std::time::Duration::from_secs(60), connection)
+        .await
+        .expect("the idle HTTP/2 connection was closed")
+        .unwrap()
+        .unwrap();
+    app.stop().await.unwrap();
+}
+
 /// A body announced over the limit is refused at once, before `100 Continue` and before a byte of
 /// it is read.
 #[tokio::test]
