@@ -336,15 +336,21 @@ async fn silent_connections_are_closed_after_the_header_read_timeout() {
     app.stop().await.unwrap();
 }
 
+/// The test bed with an idle timeout of 300 ms, and a connection to it. hyper's own header read
+/// timeout, which also ends a keep-alive wait, is far beyond the tests' waits.
+async fn connected_with_short_idle_timeout() -> (common::TestApp, tokio::net::TcpStream) {
+    let settings =
+        settings_with(&[("APP_SERVER__IDLE_TIMEOUT_MS", "300"), ("APP_SERVER__HEADER_READ_TIMEOUT_MS", "600000")]);
+    let app = common::spawn_app_with(settings, common::testbed::registry(), common::testbed::routes()).await;
+    let socket = tokio::net::TcpStream::connect(app.address.trim_start_matches("http://")).await.unwrap();
+    (app, socket)
+}
+
 /// A keep-alive connection that starts no request for `server.idle_timeout_ms` is closed.
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed() {
     use tokio::io::AsyncWriteExt;
-    // hyper's own header read timeout, which also ends a keep-alive wait, far beyond the wait.
-    let settings =
-        settings_with(&[("APP_SERVER__IDLE_TIMEOUT_MS", "300"), ("APP_SERVER__HEADER_READ_TIMEOUT_MS", "600000")]);
-    let app = common::spawn_app_with(settings, common::testbed::registry(), common::testbed::routes()).await;
-    let mut socket = tokio::net::TcpStream::connect(app.address.trim_start_matches("http://")).await.unwrap();
+    let (app, mut socket) = connected_with_short_idle_timeout().await;
     socket.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
     // The answer, then the end of the stream once the connection has been idle long enough.
     let received =
@@ -357,10 +363,7 @@ async fn an_idle_keep_alive_connection_is_closed() {
 /// (gracefully: `GOAWAY`, then the end of the connection).
 #[tokio::test]
 async fn an_idle_http2_connection_is_closed() {
-    let settings =
-        settings_with(&[("APP_SERVER__IDLE_TIMEOUT_MS", "300"), ("APP_SERVER__HEADER_READ_TIMEOUT_MS", "600000")]);
-    let app = common::spawn_app_with(settings, common::testbed::registry(), common::testbed::routes()).await;
-    let socket = tokio::net::TcpStream::connect(app.address.trim_start_matches("http://")).await.unwrap();
+    let (app, socket) = connected_with_short_idle_timeout().await;
     let (client, connection) = h2::client::handshake(socket).await.unwrap();
     let connection = tokio::spawn(connection);
     let mut client = client.ready().await.unwrap();
