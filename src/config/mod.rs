@@ -58,8 +58,8 @@ pub struct ServerSettings {
     pub port: u16,
     pub request_timeout_ms: u64,
     pub header_read_timeout_ms: u64,
-    /// A connection that has started no request for this long is closed (gracefully: a request
-    /// still being answered on it finishes first).
+    /// A connection that has started no request for this long is closed, within twice this
+    /// (gracefully: a request still being answered on it finishes first).
     pub idle_timeout_ms: u64,
     pub body_limit_bytes: usize,
     pub shutdown_grace_ms: u64,

@@ -159,45 +159,41 @@ impl Connections {
     }
 }
 
-/// When a connection last started a request, for its timeouts.
+/// How many requests a connection has started, for its timeouts: a count, so that a request
+/// pays for one atomic increment and no clock reading.
 struct Activity {
     connected: Instant,
-    /// Milliseconds from `connected` to the start of the latest request, plus one; 0 before the
-    /// first.
-    last_request: AtomicU64,
+    requests: AtomicU64,
 }
 
 impl Activity {
     fn new() -> Arc<Self> {
-        Arc::new(Self { connected: Instant::now(), last_request: AtomicU64::new(0) })
+        Arc::new(Self { connected: Instant::now(), requests: AtomicU64::new(0) })
     }
 
     fn started_request(&self) {
-        let since = self.connected.elapsed().as_millis() as u64;
-        self.last_request.store(since + 1, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn last_request(&self) -> Option<Instant> {
-        match self.last_request.load(Ordering::Relaxed) {
-            0 => None,
-            since => Some(self.connected + Duration::from_millis(since - 1)),
-        }
+    fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
     }
 
     /// Resolves when `timeout` passes without a first request; never once one came.
     async fn first_request(&self, timeout: Duration) {
         tokio::time::sleep_until(self.connected + timeout).await;
-        if self.last_request().is_some() {
+        if self.requests() > 0 {
             std::future::pending::<()>().await;
         }
     }
 
-    /// Resolves once `timeout` passes after the latest request started, with none since.
+    /// Resolves once a whole `timeout` has passed with no request started: between one and two
+    /// timeouts after the last one.
     async fn idle(&self, timeout: Duration) {
         loop {
-            let since = self.last_request().unwrap_or(self.connected);
-            tokio::time::sleep_until(since + timeout).await;
-            if self.last_request().unwrap_or(self.connected) == since {
+            let seen = self.requests();
+            tokio::time::sleep(timeout).await;
+            if self.requests() == seen {
                 return;
             }
         }
