@@ -34,7 +34,7 @@ clients: ## Drive a live keel with real generic clients (azure-core's long-runni
 test-rename: ## Rename a copy of this tree, then build it and run its tests
 	scripts/test-rename.sh
 
-test-guides: ## Follow the README's guides (add an endpoint, a kind, a configuration key; remove the examples and demo kinds) on a copy, which must pass clippy and its tests
+test-guides: ## Follow docs/guides.md (add an endpoint, a kind, a configuration key; remove the examples and demo kinds) on a copy, which must pass clippy and its tests
 	scripts/test-guides.sh
 
 docker-test: ## Build the Dockerfile and check the image: health, non-root, read-only, SIGTERM, size, lint, compose, manifests

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""Applies the README's guides to a copy of the tree, as a reader would follow them.
+"""Applies docs/guides.md's guides to a copy of the tree, as a reader would follow them.
 
-Each guide's code is taken from the README itself: a fenced block whose first line names its
+Each guide's code is taken from the page itself: a fenced block whose first line names its
 file (`// src/http/routes/greet.rs`) is written to that file, and the one-line edits the guide
-asks for are the lines it quotes in backticks. If the README changes, this follows it; if a
+asks for are the lines it quotes in backticks. If the page changes, this follows it; if a
 guide stops being followable as written, this fails and says where.
 
-Usage: guides.py README COPY
+Usage: guides.py GUIDES COPY
 (applies "Adding an endpoint", "Adding an operation kind", "Adding a configuration key", then
 "Removing the examples and the demo kinds": the order a newcomer follows them in)
 """
@@ -17,10 +17,10 @@ import sys
 from pathlib import Path
 
 
-def section(readme, title):
-    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## )", readme, re.S | re.M)
+def section(page, title):
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## )", page, re.S | re.M)
     if not match:
-        sys.exit(f"guides: the README has no section {title!r}")
+        sys.exit(f"guides: the page has no section {title!r}")
     return match.group(1)
 
 
@@ -62,8 +62,8 @@ def write_code_files(guide, copy):
         print(f"  wrote {path}")
 
 
-def add_endpoint(readme, copy):
-    guide = section(readme, "Adding an endpoint")
+def add_endpoint(page, copy):
+    guide = section(page, "Adding an endpoint")
     write_code_files(guide, copy)
     module = quoted(guide, r"pub mod \w+;", "the module line")
     route = quoted(guide, r"\.routes\(routes!\(routes::\w+::\w+\)\)", "the route line")
@@ -74,8 +74,8 @@ def add_endpoint(readme, copy):
     print(f"  added {module!r} and {route!r}")
 
 
-def add_kind(readme, copy):
-    guide = section(readme, "Adding an operation kind")
+def add_kind(page, copy):
+    guide = section(page, "Adding an operation kind")
     write_code_files(guide, copy)
     module = quoted(guide, r"pub mod \w+;", "the module line")
     registered = quoted(guide, r"Registry::new\(\)\.register\(\w+::\w+\)", "the registration")
@@ -85,8 +85,8 @@ def add_kind(readme, copy):
     print(f"  added {module!r} and {registered!r}")
 
 
-def add_configuration_key(readme, copy):
-    guide = section(readme, "Adding a configuration key")
+def add_configuration_key(page, copy):
+    guide = section(page, "Adding a configuration key")
     write_code_files(guide, copy)
     config = copy / "src/config/mod.rs"
     module = quoted(guide, r"mod \w+;", "the module line")
@@ -137,22 +137,22 @@ def remove(guide, what, copy):
     print(f"  deleted {folder} and {test}; {module!r} and {line!r} from {source}")
 
 
-def remove_examples_and_demo_kinds(readme, copy):
-    guide = section(readme, "Removing the examples and the demo kinds")
+def remove_examples_and_demo_kinds(page, copy):
+    guide = section(page, "Removing the examples and the demo kinds")
     remove(guide, "examples", copy)
     remove(guide, "demo kinds", copy)
 
 
 def main():
-    readme, copy = Path(sys.argv[1]).read_text(), Path(sys.argv[2])
+    page, copy = Path(sys.argv[1]).read_text(), Path(sys.argv[2])
     print("guide: adding an endpoint")
-    add_endpoint(readme, copy)
+    add_endpoint(page, copy)
     print("guide: adding an operation kind")
-    add_kind(readme, copy)
+    add_kind(page, copy)
     print("guide: adding a configuration key")
-    add_configuration_key(readme, copy)
+    add_configuration_key(page, copy)
     print("guide: removing the examples and the demo kinds")
-    remove_examples_and_demo_kinds(readme, copy)
+    remove_examples_and_demo_kinds(page, copy)
 
 
 if __name__ == "__main__":

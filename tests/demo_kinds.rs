@@ -1,5 +1,5 @@
 //! The demo kinds (`src/operations/kinds/demo/`) through the HTTP surface, as keel registers
-//! them. Delete this file with that folder (the README's guide says so); every other test runs
+//! them. Delete this file with that folder (docs/guides.md says so); every other test runs
 //! on the test bed's own kinds.
 
 mod common;

@@ -1,5 +1,5 @@
 //! The request-scoped examples (`src/http/examples/`). Delete this file with that folder (the
-//! README's guide says so); the middleware's own tests use the test bed's slow route instead.
+//! guide in docs/guides.md says so); the middleware's own tests use the test bed's slow route instead.
 
 mod common;
 

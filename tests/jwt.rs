@@ -603,8 +603,8 @@ async fn the_document_offers_a_bearer_jwt_only() {
     assert_eq!(doc["paths"]["/v1/operations"]["get"]["security"], json!([{ "bearer": ["operations:read"] }]));
 }
 
-/// The README's worked example: `scripts/dev_token.py` (openssl, not ring, signs) makes a key, its
-/// JWKS and a token, and keel configured as the README says accepts the token.
+/// The worked example of docs/access-control.md: `scripts/dev_token.py` (openssl, not ring, signs) makes a key, its
+/// JWKS and a token, and keel configured as that page says accepts the token.
 #[tokio::test]
 async fn the_readmes_local_identity_provider_works() {
     let folder = std::env::temp_dir().join(format!("keel-dev-idp-{}", std::process::id()));

@@ -10,7 +10,7 @@ use axum::http::{Method, Request};
 use common::{get, router, send, settings};
 use serde_json::Value;
 
-/// The public surface, as the README documents it.
+/// The public surface, as docs/operations-api.md documents it.
 const ROUTES: &[(&str, &str)] = &[
     ("get", "/"),
     ("get", "/healthz"),
@@ -47,7 +47,7 @@ async fn the_document_is_openapi_3_1_with_every_public_route() {
     assert_eq!(doc["openapi"], "3.1.0");
     let expected: BTreeSet<(String, String)> =
         ROUTES.iter().map(|(method, path)| ((*method).to_owned(), (*path).to_owned())).collect();
-    // Every route the README documents; the routes you add join them (and the test below
+    // Every route the docs document; the routes you add join them (and the test below
     // checks that each path in the document is routed).
     let documented = operations(&doc);
     let missing: Vec<_> = expected.difference(&documented).collect();

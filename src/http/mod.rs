@@ -36,7 +36,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(operations::wait))
         .routes(routes!(operations::cancel))
         .routes(routes!(operations::events))
-        // The examples: delete this line and `pub mod examples;` to drop them (the README says
+        // The examples: delete this line and `pub mod examples;` to drop them (docs/guides.md says
         // what else goes with them).
         .nest("/examples", examples::routes())
 }

@@ -1,4 +1,4 @@
-//! What the README's guides build, checked once scripts/guides.py has followed them on a copy
+//! What docs/guides.md's guides build, checked once scripts/guides.py has followed them on a copy
 //! of the tree (scripts/test-guides.sh copies this file into that copy's tests/). Not part of
 //! this tree's own tests: here neither `/greet`, `wordcount` nor `[greet]` exists, and the
 //! examples and the demo kinds are still in.

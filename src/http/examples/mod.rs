@@ -1,5 +1,5 @@
 //! `/examples/*`: request-scoped async patterns, each the tokio answer to a Tornado construct.
-//! The README's "Removing the examples" drops them: this folder, its lines in `http/mod.rs` and
+//! docs/guides.md's "Removing the examples" drops them: this folder, its lines in `http/mod.rs` and
 //! `tests/examples.rs`.
 //!
 //! | endpoint | Tornado | tokio |
