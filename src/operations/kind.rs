@@ -31,8 +31,8 @@ pub trait OperationKind: Send + Sync + 'static {
     const RETRY: RetryPolicy = RetryPolicy::DEFAULT;
 
     /// Parsed from the submission's `input`, which is always a JSON object (anything else is
-    /// refused with 422 before this is parsed): a struct. Use `#[serde(deny_unknown_fields)]` so that typos
-    /// are rejected rather than ignored. Its `ToSchema` (`#[derive(ToSchema)]`) puts it in the
+    /// refused with 422 before this is parsed): a struct. Use `#[serde(deny_unknown_fields)]`
+    /// so that typos are rejected rather than ignored. Its `ToSchema` (`#[derive(ToSchema)]`) puts it in the
     /// OpenAPI document, as the submission's `input` for this kind: state there every limit
     /// `validate` enforces (`#[schema(maximum = …)]`), so that the document promises no more
     /// than the server accepts.
