@@ -1,12 +1,10 @@
 //! Records the git commit for the `keel_build_info` metric. `KEEL_GIT_COMMIT` wins (container
-//! builds have no `.git`); without either, the commit is `unknown`. Also rebuilds when a
-//! migration changes: `sqlx::migrate!` embeds them, and cargo would not notice otherwise.
+//! builds have no `.git`); without either, the commit is `unknown`.
 
 use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=KEEL_GIT_COMMIT");
-    println!("cargo:rerun-if-changed=migrations");
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/refs/heads");
     let commit = std::env::var("KEEL_GIT_COMMIT").ok().filter(|c| !c.is_empty()).or_else(|| {

@@ -45,7 +45,7 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
 THREADS = 2
 OPERATIONS = int(os.environ.get("BENCH_OPERATIONS", "100000"))
-ACCESS_LOG_OFF = "info,keel::http::middleware=warn"
+ACCESS_LOG_OFF = "info,keel_http::middleware=warn"
 DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 # A replica's pool when tuned for this machine: the throughput of one replica grows with its
 # pool up to about this size (each submission holds a connection through its flushed commit).

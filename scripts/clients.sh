@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make clients: real clients against a live keel, installed as their users install them. The
-# keel they drive is the test bed (tests/common/testbed.rs): keel's routes and operation layer
+# keel they drive is the test bed (tests/service/support/testbed.rs): keel's routes and operation layer
 # with the tests' own kinds, so that this keeps passing when the demo kinds are removed.
 # - azure-core's generic long-running-operation poller (PyPI), which any service answering 202
 #   with Operation-Location should satisfy (tests/clients/azure_lro.py);
@@ -17,12 +17,12 @@ if ! "$venv/bin/python" -c 'import azure.core' >/dev/null 2>&1; then
 fi
 
 # The test bed is served by a test binary running its one ignored test, as
-# tests/common/process.rs's Process::testbed does.
-testbed=$(cargo test --locked --quiet --no-run --test testbed --message-format=json \
-    | python3 -c 'import json, sys; print(next(m["executable"] for m in map(json.loads, sys.stdin) if m.get("executable") and m["target"]["name"] == "testbed"))')
+# tests/service/support/process.rs's Process::testbed does.
+testbed=$(cargo test --locked --quiet --no-run --test service --message-format=json \
+    | python3 -c 'import json, sys; print(next(m["executable"] for m in map(json.loads, sys.stdin) if m.get("executable") and m["target"]["name"] == "service"))')
 port=$(scripts/free-port)
 KEEL_TESTBED=1 APP_SERVER__PORT=$port APP_LOG__FILTER=warn \
-    "$testbed" --exact common::process::serve_the_testbed --ignored --nocapture --quiet &
+    "$testbed" --exact support::process::serve_the_testbed --ignored --nocapture --quiet &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
 command -v curl >/dev/null || { apt-get update -q && apt-get install -y -q curl; }

@@ -67,7 +67,7 @@ step "run it with a read-only root filesystem; wait until healthy"
 port=$(scripts/free-port)
 cleanup
 "${run[@]}" -d --read-only --name "$name" -p "127.0.0.1:$port:8080" \
-    -e APP_LOG__FILTER=info,keel::http::middleware=debug "$image" >/dev/null
+    -e APP_LOG__FILTER=info,keel_http::middleware=debug "$image" >/dev/null
 healthy=no
 for _ in $(seq 1 120); do
     if podman healthcheck run "$name" >/dev/null 2>&1; then healthy=yes; break; fi

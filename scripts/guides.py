@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
-"""Applies docs/guides.md's guides to a copy of the tree, as a reader would follow them.
+"""Applies the guides in docs/guides/ to a copy of the tree, as a reader would follow them.
 
-Each guide's code is taken from the page itself: a fenced block whose first line names its
-file (`// src/http/routes/greet.rs`) is written to that file, and the one-line edits the guide
-asks for are the lines it quotes in backticks. If the page changes, this follows it; if a
-guide stops being followable as written, this fails and says where.
+Each guide's code is taken from its page: a fenced block whose first line names its file
+(`// src/routes/greet.rs`) is written to that file, and the one-line edits the guide asks for
+are the lines it quotes in backticks. If a page changes, this follows it; if a guide stops
+being followable as written, this fails and says where.
 
-Usage: guides.py GUIDES COPY
-(applies "Adding an endpoint", "Adding an operation kind", "Adding a configuration key", then
-"Removing the examples and the demo kinds": the order a newcomer follows them in)
+Usage: guides.py GUIDES_DIR COPY
+(applies add-an-endpoint.md, add-an-operation-kind.md, add-a-configuration-key.md, then
+remove-the-examples.md: the order a newcomer follows them in)
 """
 
 import re
@@ -17,11 +17,11 @@ import sys
 from pathlib import Path
 
 
-def section(page, title):
-    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## )", page, re.S | re.M)
-    if not match:
-        sys.exit(f"guides: the page has no section {title!r}")
-    return match.group(1)
+def page(guides, name):
+    path = guides / name
+    if not path.is_file():
+        sys.exit(f"guides: there is no guide {path}")
+    return path.read_text()
 
 
 def blocks(text, language):
@@ -62,49 +62,45 @@ def write_code_files(guide, copy):
         print(f"  wrote {path}")
 
 
-def add_endpoint(page, copy):
-    guide = section(page, "Adding an endpoint")
+def add_endpoint(guides, copy):
+    guide = page(guides, "add-an-endpoint.md")
     write_code_files(guide, copy)
     module = quoted(guide, r"pub mod \w+;", "the module line")
-    route = quoted(guide, r"\.routes\(routes!\(routes::\w+::\w+\)\)", "the route line")
-    routes_mod = copy / "src/http/routes/mod.rs"
-    routes_mod.write_text(routes_mod.read_text() + module + "\n")
-    # "one line to `routes()` in src/http/mod.rs": after the first route it registers.
-    edit(copy / "src/http/mod.rs", ".routes(routes!(root::root))", f".routes(routes!(root::root))\n        {route}")
+    route = quoted(guide, r"\.routes\(routes!\(\w+::\w+\)\)", "the route line")
+    routes_mod = copy / "src/routes/mod.rs"
+    edit(routes_mod, "pub mod root;", f"pub mod root;\n{module}")
+    # "one line to `routes()`": after the first route it registers.
+    edit(routes_mod, ".routes(routes!(root::root))", f".routes(routes!(root::root))\n        {route}")
     print(f"  added {module!r} and {route!r}")
 
 
-def add_kind(page, copy):
-    guide = section(page, "Adding an operation kind")
+def add_kind(guides, copy):
+    guide = page(guides, "add-an-operation-kind.md")
     write_code_files(guide, copy)
     module = quoted(guide, r"pub mod \w+;", "the module line")
     registered = quoted(guide, r"Registry::new\(\)\.register\(\w+::\w+\)", "the registration")
-    kinds = copy / "src/operations/kinds/mod.rs"
+    kinds = copy / "src/kinds/mod.rs"
     edit(kinds, "pub mod demo;", f"pub mod demo;\n{module}")
     edit(kinds, "Registry::new()", registered)
     print(f"  added {module!r} and {registered!r}")
 
 
-def add_configuration_key(page, copy):
-    guide = section(page, "Adding a configuration key")
+def add_configuration_key(guides, copy):
+    guide = page(guides, "add-a-configuration-key.md")
     write_code_files(guide, copy)
-    config = copy / "src/config/mod.rs"
-    module = quoted(guide, r"mod \w+;", "the module line")
-    reexport = quoted(guide, r"pub use \w+::\w+;", "the re-export")
-    field = quoted(guide, r"pub \w+: \w+Settings,", "the field")
-    edit(config, "mod secret;", f"mod secret;\n{module}")
-    edit(config, "pub use secret::Secret;", f"pub use secret::Secret;\n{reexport}")
-    edit(config, "pub struct Settings {", f"pub struct Settings {{\n    {field}")
+    config = copy / "src/config.rs"
+    field = quoted(guide, r"pub \w+: \w+,", "the field")
+    edit(config, "pub struct ServiceSettings {", f"pub struct ServiceSettings {{\n    {field}")
     for first, code in blocks(guide, "toml"):
         path = copy / first.lstrip("#").strip()
         path.write_text(path.read_text() + "\n" + code.split("\n", 1)[1])
         print(f"  appended to {first.lstrip('#').strip()}")
-    checks = [code for first, code in blocks(guide, "rust") if first == "// Settings::validate"]
+    checks = [code for first, code in blocks(guide, "rust") if first == "// ServiceSettings::validate"]
     if len(checks) != 1:
         sys.exit("guides: the configuration guide no longer shows its check")
     check = "".join(f"        {line}\n" for line in checks[0].splitlines()[1:])
     edit(config, "fn validate(&self) -> Result<(), ConfigError> {\n", "fn validate(&self) -> Result<(), ConfigError> {\n" + check)
-    print(f"  added {module!r}, {reexport!r}, {field!r} and the check")
+    print(f"  added {field!r} and the check")
 
 
 def delete_line(path, snippet):
@@ -120,39 +116,43 @@ def delete_line(path, snippet):
 
 
 def remove(guide, what, copy):
-    """One part of the removal guide: delete a folder and a file, then two lines of one file."""
+    """One part of the removal guide: delete a folder and a test module, then two lines of one
+    file and the test module's line."""
     part = re.search(rf"^\*\*The {what}\.\*\*\n(.*?)(?=^\*\*|\Z)", guide, re.S | re.M)
     if not part:
         sys.exit(f"guides: the removal guide has no part for the {what}")
     text = part.group(1)
     folder = quoted(text, r"src/[\w/]+/", "the folder to delete")
-    test = quoted(text, r"tests/\w+\.rs", "the test file to delete")
+    test = quoted(text, r"tests/[\w/]+\.rs", "the test module to delete")
     source = quoted(text, r"src/[\w/]+\.rs", "the file to edit")
     module = quoted(text, r"pub mod \w+;", "the module line")
     line = quoted(text, r"\.\w+\(.*\)", "the line to delete")
+    test_main = quoted(text, r"tests/\w+/main\.rs", "the test binary to edit")
+    test_module = quoted(text, r"mod \w+;", "the test module's line")
     shutil.rmtree(copy / folder)
     (copy / test).unlink()
     delete_line(copy / source, module)
     delete_line(copy / source, line)
-    print(f"  deleted {folder} and {test}; {module!r} and {line!r} from {source}")
+    delete_line(copy / test_main, test_module)
+    print(f"  deleted {folder} and {test}; {module!r} and {line!r} from {source}; {test_module!r} from {test_main}")
 
 
-def remove_examples_and_demo_kinds(page, copy):
-    guide = section(page, "Removing the examples and the demo kinds")
+def remove_examples_and_demo_kinds(guides, copy):
+    guide = page(guides, "remove-the-examples.md")
     remove(guide, "examples", copy)
     remove(guide, "demo kinds", copy)
 
 
 def main():
-    page, copy = Path(sys.argv[1]).read_text(), Path(sys.argv[2])
-    print("guide: adding an endpoint")
-    add_endpoint(page, copy)
-    print("guide: adding an operation kind")
-    add_kind(page, copy)
-    print("guide: adding a configuration key")
-    add_configuration_key(page, copy)
-    print("guide: removing the examples and the demo kinds")
-    remove_examples_and_demo_kinds(page, copy)
+    guides, copy = Path(sys.argv[1]), Path(sys.argv[2])
+    print("guide: add an endpoint")
+    add_endpoint(guides, copy)
+    print("guide: add an operation kind")
+    add_kind(guides, copy)
+    print("guide: add a configuration key")
+    add_configuration_key(guides, copy)
+    print("guide: remove the examples and the demo kinds")
+    remove_examples_and_demo_kinds(guides, copy)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,9 @@ alone), in this order, so that each kind of name gets the spelling its context n
   keel (whole word)    -> billing-service                 the package, binary, image, Kubernetes and
                                                           compose names, log and README text
 
+Then every file and folder whose name says keel is renamed the same way (crates/keel-http ->
+crates/billing-service-http): the library crates are the service's too.
+
 This script is the one file left as it is: it names what it replaces.
 
 The name must be a valid crate name in kebab case (lower-case letters and digits, words joined
@@ -44,17 +47,24 @@ VALID = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 
 
 def dependencies(root):
-    """The names of the crates Cargo.toml depends on, which a package must not shadow."""
+    """The names of the crates the workspace depends on, which a package must not shadow."""
     names, section = set(), None
-    for line in (root / "Cargo.toml").read_text().splitlines():
+    manifests = [root / "Cargo.toml", *sorted((root / "crates").glob("*/Cargo.toml"))]
+    for line in (line for manifest in manifests for line in manifest.read_text().splitlines()):
         header = re.match(r"^\[(.+)\]\s*$", line)
         if header:
             section = header.group(1)
             continue
         dependency = re.match(r"^([A-Za-z0-9_-]+)\s*=", line)
-        if dependency and section in {"dependencies", "dev-dependencies", "build-dependencies"}:
+        if dependency and section in {"dependencies", "dev-dependencies", "build-dependencies",
+                                      "workspace.dependencies"}:
             names.add(dependency.group(1).replace("_", "-"))
-    return names
+    return {name for name in names if not name.startswith(f"{OLD}-")}
+
+
+def library_crates(root):
+    """The suffixes of the library crates (http for crates/keel-http), renamed with the service."""
+    return sorted(path.name[len(OLD) + 1:] for path in (root / "crates").glob(f"{OLD}-*") if path.is_dir())
 
 
 def refusal(name, root):
@@ -66,8 +76,12 @@ def refusal(name, root):
         return "must be at most 64 characters"
     if name in RESERVED or name.replace("-", "_") in RESERVED:
         return "is reserved by Rust or Cargo, or is the starter's own name"
-    if name in dependencies(root):
+    taken = dependencies(root)
+    if name in taken:
         return "is the name of one of the dependencies"
+    clash = [f"{name}-{suffix}" for suffix in library_crates(root) if f"{name}-{suffix}" in taken]
+    if clash:
+        return f"would name a library crate {clash[0]}, which is one of the dependencies"
     return None
 
 
@@ -83,6 +97,21 @@ def rules(name):
         (re.compile(r"(?<=_)keel"), snake),
         (re.compile(r"\bkeel\b"), name),
     ]
+
+
+def rules_applied(text, name):
+    for pattern, replacement in rules(name):
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def paths_named(root):
+    """Files and folders whose own name says keel, deepest first once sorted."""
+    for directory, subdirectories, files in os.walk(root):
+        subdirectories[:] = sorted(d for d in subdirectories if d not in SKIPPED_DIRS)
+        for entry in [*subdirectories, *files]:
+            if OLD in entry.lower() and entry != "rename.py":
+                yield Path(directory) / entry
 
 
 def text_files(root):
@@ -128,10 +157,15 @@ def main():
             path.write_text(renamed, encoding="utf-8")
             changed += 1
             print(f"  {path.relative_to(root)}: {replacements} name(s)")
+    for path in sorted(paths_named(root), key=lambda p: len(p.parts), reverse=True):
+        target = path.with_name(rules_applied(path.name, name))
+        path.rename(target)
+        print(f"  {path.relative_to(root)} -> {target.relative_to(root)}")
     print(f"rename: {changed} files now say {name} (crate {name}, library {name.replace('-', '_')}, "
           f"binary {name}, image {name})")
     left = [(path, number, line.strip()) for path, text in text_files(root)
             for number, line in enumerate(text.splitlines(), 1) if OLD in line.lower()]
+    left += [(path, 0, "(its name)") for path in paths_named(root)]
     for path, number, line in left:
         print(f"rename: left behind: {path.relative_to(root)}:{number}: {line}", file=sys.stderr)
     if left:

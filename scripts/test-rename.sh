@@ -16,7 +16,8 @@ trap 'rm -rf "$copy"' EXIT
 git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t "$copy"
 
 echo "== bad names are refused, and nothing changes"
-for bad in "Billing" "billing_service" "9lives" "a--b" "-x" "self" "tokio" "keel" "x$(printf 'y%.0s' $(seq 1 70))"; do
+# tower: its library crate would be tower-http, a dependency.
+for bad in "Billing" "billing_service" "9lives" "a--b" "-x" "self" "tokio" "tower" "keel" "x$(printf 'y%.0s' $(seq 1 70))"; do
     if python3 scripts/rename.py "$bad" "$copy" >/dev/null 2>&1; then
         echo "FAIL: $bad was accepted" >&2; exit 1
     fi
@@ -28,8 +29,12 @@ python3 scripts/rename.py billing-service "$copy" | tail -3
 if grep -rIil keel "$copy" --exclude-dir=.git --exclude=rename.py; then
     echo "FAIL: the files above still say keel" >&2; exit 1
 fi
+if find "$copy" -path "$copy/.git" -prune -o -iname '*keel*' -print | grep .; then
+    echo "FAIL: the paths above still say keel" >&2; exit 1
+fi
 grep -q '^name = "billing-service"' "$copy/Cargo.toml"
-grep -rq 'billing_service_build_info' "$copy/src"
+grep -q '^name = "billing-service-http"' "$copy/crates/billing-service-http/Cargo.toml"
+grep -rq 'billing_service_build_info' "$copy/crates"
 
 echo "== the renamed service builds and passes its tests"
 # The same target directory as this tree's build: the dependencies are reused, and only the

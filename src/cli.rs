@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::Settings;
+use keel_config::Settings;
 
 #[derive(Debug, Parser)]
 #[command(name = "keel", version, about = "A production-ready axum service with managed async operations")]
@@ -42,13 +42,13 @@ pub fn hash_key(mut input: impl Read) -> Result<String, String> {
     let mut key = Vec::new();
     input.read_to_end(&mut key).map_err(|e| format!("cannot read the key: {e}"))?;
     let key = key.strip_suffix(b"\n").map(|k| k.strip_suffix(b"\r").unwrap_or(k)).unwrap_or(&key);
-    if key.len() < crate::http::auth::MIN_KEY_LEN || !key.iter().all(u8::is_ascii_graphic) {
+    if key.len() < keel_http::auth::MIN_KEY_LEN || !key.iter().all(u8::is_ascii_graphic) {
         return Err(format!(
             "a key is at least {} visible ASCII characters, without spaces; make one with `openssl rand -hex 32`",
-            crate::http::auth::MIN_KEY_LEN
+            keel_http::auth::MIN_KEY_LEN
         ));
     }
-    Ok(crate::http::auth::key_digest(key))
+    Ok(keel_http::auth::key_digest(key))
 }
 
 /// Asks the server configured in `settings` whether it is ready, over plain HTTP/1.1 on

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use keel::cli::{Cli, Command};
-use keel::config::Settings;
+use keel_config::Settings;
 
 /// mimalloc rather than glibc's allocator: a server allocates and frees many small blocks per
 /// request, which mimalloc does faster (docs/performance.md).
@@ -25,7 +25,7 @@ fn main() -> ExitCode {
 
 /// Loads the settings, then runs `command` with them; a bad setting exits with status 2.
 fn with_settings(command: impl FnOnce(Settings) -> ExitCode) -> ExitCode {
-    match Settings::load() {
+    match keel::config::load() {
         Ok(settings) => command(settings),
         Err(error) => {
             eprintln!("{error}");
@@ -79,7 +79,7 @@ fn migrate(settings: Settings) -> ExitCode {
         tokio::runtime::Builder::new_current_thread().enable_all().build().expect("cannot start the tokio runtime");
     let mut database = settings.database;
     database.migrate = true;
-    match runtime.block_on(keel::operations::store::PostgresStore::connect(&database)) {
+    match runtime.block_on(keel_operations::store::PostgresStore::connect(&database)) {
         Ok(_) => {
             println!("migrations applied");
             ExitCode::SUCCESS
@@ -92,7 +92,7 @@ fn migrate(settings: Settings) -> ExitCode {
 }
 
 fn serve(settings: Settings) -> ExitCode {
-    match keel::startup::serve(settings, keel::operations::kinds::registry(), keel::http::routes()) {
+    match keel::startup::serve(settings) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             // Logged too, when the log writer had started; this line is for when it had not.

@@ -1,11 +1,11 @@
-//! What docs/guides.md's guides build, checked once scripts/guides.py has followed them on a copy
-//! of the tree (scripts/test-guides.sh copies this file into that copy's tests/). Not part of
-//! this tree's own tests: here neither `/greet`, `wordcount` nor `[greet]` exists, and the
-//! examples and the demo kinds are still in.
+//! What the guides in docs/guides/ build, checked once scripts/guides.py has followed them on a
+//! copy of the tree (scripts/test-guides.sh makes this file a module of that copy's
+//! tests/service/). Not part of this tree's own tests: here neither `/greet`, `wordcount` nor
+//! `service.greeting` exists, and the examples and the demo kinds are still in.
 
-mod common;
+use keel::config::ServiceSettings;
 
-use common::{get, keel_router, post_json, settings};
+use crate::support::{get, keel_router, post_json, settings, settings_with};
 use serde_json::json;
 
 #[tokio::test]
@@ -47,11 +47,12 @@ async fn the_kind_guide_gives_a_kind_that_runs_and_is_documented() {
 
 #[test]
 fn the_configuration_guide_gives_a_key_with_a_default_an_override_and_a_check() {
-    assert_eq!(settings().greet.greeting, "Hello", "the default from config/default.toml");
-    assert_eq!(common::settings_with(&[("APP_GREET__GREETING", "Hi")]).greet.greeting, "Hi");
-    let refused = keel::config::Settings::load_from([("APP_GREET__GREETING".to_owned(), " ".to_owned())]);
+    let greeting = |settings| ServiceSettings::from_settings(&settings).unwrap().greeting;
+    assert_eq!(greeting(settings()), "Hello", "the default from config/default.toml");
+    assert_eq!(greeting(settings_with(&[("APP_SERVICE__GREETING", "Hi")])), "Hi");
+    let refused = keel::config::load_from([("APP_SERVICE__GREETING".to_owned(), " ".to_owned())]);
     let error = refused.unwrap_err().to_string();
-    assert!(error.contains("greet.greeting"), "{error}");
+    assert!(error.contains("service.greeting"), "{error}");
 }
 
 #[tokio::test]
@@ -61,7 +62,7 @@ async fn the_removal_guide_leaves_neither_the_examples_nor_the_demo_kinds() {
     post_json(&app, "/v1/operations", json!({ "kind": "sleep", "input": { "ms": 1 } }))
         .await
         .problem(422, "validation-failed");
-    assert_eq!(keel::operations::kinds::registry().names(), ["wordcount"], "the guide's kind is all that is left");
+    assert_eq!(keel::kinds::registry().names(), ["wordcount"], "the guide's kind is all that is left");
     let doc = get(&app, "/openapi.json").await.json();
     let paths: Vec<_> = doc["paths"].as_object().unwrap().keys().filter(|path| path.starts_with("/examples")).collect();
     assert!(paths.is_empty(), "{paths:?}");

@@ -1,0 +1,410 @@
+//! keel's settings: typed, layered the twelve-factor way, validated before anything starts.
+//!
+//! The service embeds its files and hands them to [`Settings::load`] as [`Files`]; this crate
+//! knows no service's files. Later layers win:
+//! 1. the service's `config/default.toml`, embedded in its binary, so it runs with no file on disk;
+//! 2. its `config/{APP_ENV}.toml` (`development` unless `APP_ENV` says otherwise), also embedded;
+//! 3. the file named by `APP_CONFIG_FILE`, when set (it must exist);
+//! 4. `PORT` and `DATABASE_URL`, as platforms such as Heroku or Cloud Run set them;
+//! 5. `APP_*` variables, `__` between nested keys: `APP_SERVER__PORT=9000`.
+//!
+//! Everything is validated before anything starts, so a bad value stops the process with one
+//! line naming the key, instead of surfacing as a strange failure under load.
+//!
+//! The sections are keel's own (`server`, `operations`, `auth`, ...), each read by the crate that
+//! owns the part; the `[service]` table is the service's, left to it: [`Settings::service`]
+//! extracts it into the service's own type. This crate depends on no other crate of keel's.
+
+#![forbid(unsafe_code)]
+
+mod auth;
+pub mod public_url;
+mod rate_limit;
+mod secret;
+
+use std::time::Duration;
+
+use figment::providers::{Format, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+pub use auth::{ApiKeySettings, AuthMode, AuthSettings, JwtSettings, Scope, parse_sha256, valid_caller_id};
+pub use rate_limit::RateLimitSettings;
+pub use secret::Secret;
+
+/// The service's configuration files, embedded in its binary (`include_str!`).
+#[derive(Debug, Clone, Copy)]
+pub struct Files {
+    /// `config/default.toml`: every key with its default.
+    pub default: &'static str,
+    /// `config/{name}.toml` for each environment `APP_ENV` may name.
+    pub environments: &'static [(&'static str, &'static str)],
+}
+
+/// Variables that steer loading itself and therefore are not settings.
+const LOADER_VARIABLES: &[&str] = &["ENV", "CONFIG_FILE"];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// The environment these settings were loaded for; set by the loader, not by files.
+    #[serde(default)]
+    pub environment: String,
+    pub server: ServerSettings,
+    pub log: LogSettings,
+    pub blocking: BlockingSettings,
+    pub operations: OperationSettings,
+    pub database: DatabaseSettings,
+    pub metrics: MetricsSettings,
+    pub auth: AuthSettings,
+    pub rate_limit: RateLimitSettings,
+    /// The service's own keys, as the files and variables gave them; [`Settings::service`]
+    /// reads them into the service's type.
+    #[serde(default, skip_serializing_if = "Dict::is_empty")]
+    pub service: Dict,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    pub request_timeout_ms: u64,
+    pub header_read_timeout_ms: u64,
+    /// A connection that has started no request for this long is closed, within twice this
+    /// (gracefully: a request still being answered on it finishes first).
+    pub idle_timeout_ms: u64,
+    pub body_limit_bytes: usize,
+    pub shutdown_grace_ms: u64,
+    pub shutdown_delay_ms: u64,
+    /// Connections open at once, per listener; at the cap, keel accepts again once one closes.
+    pub max_connections: usize,
+    pub cors_allowed_origins: Vec<String>,
+    pub compression: bool,
+    /// The URL clients reach this service at (`https://api.example.com/billing`): the base of the
+    /// absolute `Location` and `Operation-Location` keel hands out. Unset: `http://` and the
+    /// request's checked `Host` (see `http::location`).
+    #[serde(default)]
+    pub public_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub filter: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockingSettings {
+    pub max_parallel: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperationSettings {
+    pub max_running: usize,
+    pub queue_capacity: usize,
+    pub max_timeout_ms: u64,
+    pub retention_ms: u64,
+    pub idempotency_key_ttl_ms: u64,
+    pub max_wait_ms: u64,
+    pub cancel_grace_ms: u64,
+    /// Where operations live: this process's memory, or Postgres shared by every replica.
+    pub store: StoreKind,
+    /// How long a claim holds without a heartbeat before another replica may take it over.
+    pub lease_ttl_ms: u64,
+    /// How often a running operation's lease is renewed; well under `lease_ttl_ms`.
+    pub heartbeat_interval_ms: u64,
+    /// How often expired leases, overdue operations and old results are swept.
+    pub sweep_interval_ms: u64,
+    /// How often an idle replica looks for work anyway, in case a notification was lost.
+    pub poll_interval_ms: u64,
+    /// A running operation's progress is recorded at most this often (the latest report wins,
+    /// and the last one is recorded with the operation's end); 0 records every report.
+    pub progress_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    Memory,
+    Postgres,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `postgres://user:password@host:port/database`; also read from `DATABASE_URL`.
+    #[serde(default)]
+    pub url: Option<Secret<String>>,
+    pub max_connections: u32,
+    pub connect_timeout_ms: u64,
+    /// Apply the embedded migrations at start-up (under an advisory lock, so replicas starting
+    /// together apply them once).
+    pub migrate: bool,
+}
+
+impl DatabaseSettings {
+    /// The fewest connections the Postgres store works with: its listener, one for the statements
+    /// that commit without a flush, one for submissions and results.
+    pub const MIN_CONNECTIONS: u32 = 3;
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    pub enabled: bool,
+    /// Serve `/metrics` on this port instead of the main one (on the same host).
+    #[serde(default)]
+    pub port: Option<u16>,
+}
+
+/// Why settings could not be loaded: always names the key and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(String);
+
+impl ConfigError {
+    /// `key` is wrong: `problem` says how (for example "must be greater than 0").
+    pub fn invalid(key: &str, problem: impl std::fmt::Display) -> Self {
+        Self(format!("`{key}` {problem}"))
+    }
+}
+
+impl Settings {
+    /// Loads settings from the service's embedded files and the process environment.
+    pub fn load(files: &Files) -> Result<Self, ConfigError> {
+        Self::load_from(files, std::env::vars())
+    }
+
+    /// Loads settings as [`Settings::load`] does, from the given variables instead of the
+    /// process environment, so tests need not mutate global state.
+    pub fn load_from(files: &Files, vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let vars: Vec<(String, String)> = vars.into_iter().collect();
+        let lookup = |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+
+        let environment = lookup("APP_ENV").unwrap_or_else(|| "development".to_owned());
+        let environment_toml =
+            files.environments.iter().find(|(name, _)| *name == environment).map(|(_, toml)| *toml).ok_or_else(
+                || {
+                    let known: Vec<&str> = files.environments.iter().map(|(name, _)| *name).collect();
+                    ConfigError::invalid("APP_ENV", format!("is {environment:?}; expected one of {known:?}"))
+                },
+            )?;
+
+        let mut figment = Figment::new().merge(Toml::string(files.default)).merge(Toml::string(environment_toml));
+        if let Some(path) = lookup("APP_CONFIG_FILE") {
+            if !std::path::Path::new(&path).is_file() {
+                return Err(ConfigError::invalid("APP_CONFIG_FILE", format!("names {path:?}, which is not a file")));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        if let Some(url) = lookup("DATABASE_URL") {
+            figment = figment.merge(EnvVariable {
+                name: "DATABASE_URL".to_owned(),
+                key: "database.url".to_owned(),
+                value: url.into(),
+            });
+        }
+        if let Some(port) = lookup("PORT") {
+            let port = port_from_platform(&port)?;
+            figment = figment.merge(EnvVariable {
+                name: "PORT".to_owned(),
+                key: "server.port".to_owned(),
+                value: port.into(),
+            });
+        }
+        for (name, value) in &vars {
+            if let Some(variable) = EnvVariable::setting(name, value) {
+                figment = figment.merge(variable);
+            }
+        }
+
+        let mut settings: Settings = figment.extract().map_err(|e| ConfigError(one_line(e)))?;
+        settings.environment = environment;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// The `[service]` table as the service's own settings type `T`; an error names the key.
+    /// Give `T` `#[serde(deny_unknown_fields)]` so that a misspelt key is an error too.
+    pub fn service<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        Figment::from(figment::providers::Serialized::defaults(&self.service)).extract().map_err(|error| {
+            ConfigError(one_line(error.into_iter().map(|mut error| {
+                error.path.insert(0, "service".to_owned());
+                error
+            })))
+        })
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.server;
+        let o = &self.operations;
+        positive("server.request_timeout_ms", s.request_timeout_ms)?;
+        positive("server.header_read_timeout_ms", s.header_read_timeout_ms)?;
+        positive("server.idle_timeout_ms", s.idle_timeout_ms)?;
+        positive("server.body_limit_bytes", s.body_limit_bytes as u64)?;
+        positive("server.shutdown_grace_ms", s.shutdown_grace_ms)?;
+        positive("server.max_connections", s.max_connections as u64)?;
+        positive("blocking.max_parallel", self.blocking.max_parallel as u64)?;
+        positive("operations.max_running", o.max_running as u64)?;
+        positive("operations.max_timeout_ms", o.max_timeout_ms)?;
+        positive("operations.retention_ms", o.retention_ms)?;
+        positive("operations.idempotency_key_ttl_ms", o.idempotency_key_ttl_ms)?;
+        positive("operations.lease_ttl_ms", o.lease_ttl_ms)?;
+        positive("operations.heartbeat_interval_ms", o.heartbeat_interval_ms)?;
+        positive("operations.sweep_interval_ms", o.sweep_interval_ms)?;
+        positive("operations.poll_interval_ms", o.poll_interval_ms)?;
+        if self.database.max_connections < DatabaseSettings::MIN_CONNECTIONS {
+            return Err(ConfigError::invalid(
+                "database.max_connections",
+                format!(
+                    "is {} but must be at least {}: one connection listens for notifications, one serves claims \
+                     and heartbeats, and one submissions and results",
+                    self.database.max_connections,
+                    DatabaseSettings::MIN_CONNECTIONS
+                ),
+            ));
+        }
+        positive("database.connect_timeout_ms", self.database.connect_timeout_ms)?;
+        if o.heartbeat_interval_ms.saturating_mul(3) > o.lease_ttl_ms {
+            return Err(ConfigError::invalid(
+                "operations.heartbeat_interval_ms",
+                format!(
+                    "is {} but must be at most a third of operations.lease_ttl_ms ({}), so that one late heartbeat \
+                     does not lose a lease",
+                    o.heartbeat_interval_ms, o.lease_ttl_ms
+                ),
+            ));
+        }
+        if o.store == StoreKind::Postgres && self.database.url.is_none() {
+            return Err(ConfigError::invalid(
+                "database.url",
+                "must be set (or DATABASE_URL) when operations.store is \"postgres\"",
+            ));
+        }
+        if s.host.parse::<std::net::IpAddr>().is_err() && s.host != "localhost" {
+            return Err(ConfigError::invalid("server.host", format!("is {:?}, not an IP address", s.host)));
+        }
+        if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
+            return Err(ConfigError::invalid("log.filter", format!("is not a valid filter: {error}")));
+        }
+        if o.max_wait_ms >= s.request_timeout_ms {
+            return Err(ConfigError::invalid(
+                "operations.max_wait_ms",
+                format!(
+                    "is {} but must be below server.request_timeout_ms ({}), or long polls would time out",
+                    o.max_wait_ms, s.request_timeout_ms
+                ),
+            ));
+        }
+        if let Some(url) = &s.public_url
+            && let Err(reason) = public_url::check_public_url(url)
+        {
+            return Err(ConfigError::invalid("server.public_url", format!("is {url:?}, which {reason}")));
+        }
+        let metrics_on_main_port = self.metrics.enabled && self.metrics.port.is_none();
+        self.auth.validate(&self.environment, metrics_on_main_port)?;
+        self.rate_limit.validate()?;
+        if let Some(bad) = s.cors_allowed_origins.iter().find(|o| http::HeaderValue::from_str(o).is_err()) {
+            return Err(ConfigError::invalid(
+                "server.cors_allowed_origins",
+                format!("holds {bad:?}, not a valid origin"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl ServerSettings {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
+    }
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+    pub fn shutdown_delay(&self) -> Duration {
+        Duration::from_millis(self.shutdown_delay_ms)
+    }
+}
+
+/// One `APP_*` variable as a configuration layer, named so errors can point at it.
+struct EnvVariable {
+    name: String,
+    key: String,
+    value: Value,
+}
+
+impl EnvVariable {
+    fn setting(name: &str, raw: &str) -> Option<Self> {
+        let rest = name.strip_prefix("APP_")?;
+        if rest.is_empty() || LOADER_VARIABLES.contains(&rest) {
+            return None;
+        }
+        Some(Self {
+            name: name.to_owned(),
+            key: rest.to_lowercase().replace("__", "."),
+            value: raw.parse().unwrap_or_else(|never| match never {}),
+        })
+    }
+}
+
+impl Provider for EnvVariable {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(format!("environment variable {}", self.name))
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let dict = figment::util::nest(&self.key, self.value.clone()).into_dict().unwrap_or_default();
+        Ok(Profile::Default.collect(dict))
+    }
+}
+
+pub(crate) fn positive(key: &str, value: u64) -> Result<(), ConfigError> {
+    if value == 0 {
+        return Err(ConfigError::invalid(key, "must be greater than 0"));
+    }
+    Ok(())
+}
+
+fn port_from_platform(raw: &str) -> Result<u16, ConfigError> {
+    raw.trim().parse().map_err(|_| ConfigError::invalid("PORT", format!("is {raw:?}, not a port number (0-65535)")))
+}
+
+/// figment reports every problem it found; an operator wants them on one line.
+fn one_line(errors: impl IntoIterator<Item = figment::Error>) -> String {
+    errors
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let kind = e.kind.to_string();
+            match (key.is_empty(), e.metadata.as_ref()) {
+                (true, _) => kind,
+                (false, Some(meta)) => format!("`{key}` {kind} (from {})", meta.name),
+                (false, None) => format!("`{key}` {kind}"),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}

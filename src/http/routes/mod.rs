@@ -1,4 +1,0 @@
-pub mod health;
-pub mod metrics;
-pub mod operations;
-pub mod root;

@@ -1,0 +1,19 @@
+//! Demonstration kinds, each the tokio answer to a Tornado pattern. The README's "Removing the
+//! demo kinds" drops them: this folder, its two lines in `kinds/mod.rs` and `tests/demo_kinds.rs`.
+
+mod digest;
+mod fanout;
+mod faults;
+mod sleep;
+
+pub use digest::Digest;
+pub use fanout::Fanout;
+pub use faults::{Fail, Flaky, Panic};
+pub use sleep::Sleep;
+
+use keel_operations::Registry;
+
+/// Every demonstration kind.
+pub fn registry() -> Registry {
+    Registry::new().register(Sleep).register(Fanout).register(Digest).register(Fail).register(Panic).register(Flaky)
+}
