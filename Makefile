@@ -22,10 +22,12 @@ test: ## Run every test: unit, HTTP, shutdown, operations, store conformance; sa
 		sort target/test-skips.txt | sed 's/^/  /'; \
 	fi
 
-lint: ## Check formatting, run clippy with warnings as errors, lint the GitHub workflow (actionlint)
+lint: ## Check formatting, run clippy with warnings as errors, lint the GitHub workflow (actionlint), check the docs' links and the module graph
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	scripts/lint-workflows.sh
+	python3 scripts/check-links.py
+	python3 scripts/module-cycles.py
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
@@ -39,7 +41,7 @@ clients: ## Drive a live keel with real generic clients (azure-core's long-runni
 test-rename: ## Rename a copy of this tree, then build it and run its tests
 	scripts/test-rename.sh
 
-test-guides: ## Follow docs/guides.md (add an endpoint, a kind, a configuration key; remove the examples and demo kinds) on a copy, which must pass clippy and its tests
+test-guides: ## Run the commands of docs/guides/ and the README, and follow the guides' code (endpoint, kind, key, removal) on a copy, which must pass clippy and its tests
 	scripts/test-guides.sh
 
 docker-test: ## Build the Dockerfile and check the image: health, non-root, read-only, SIGTERM, size, lint, compose, manifests

@@ -5,7 +5,7 @@ off, with an API key, with an API key and rate limits on, and with a JWT (RS256,
 identity provider's, and HS256, each verified afresh; and one remembered, as keel does by
 default for a token it has verified). Run by `make bench`.
 
-The RS256 token is made as the README's example makes one (scripts/dev_token.py, with the tests'
+The RS256 token is made as docs/reference/access-control.md's example makes one (scripts/dev_token.py, with the tests'
 key, tests/fixtures/jwt-test-rsa.pem); the HS256 one here, with the standard library.
 
     python3 bench/auth.py
@@ -26,7 +26,7 @@ RSA_KEY = ROOT / "tests" / "fixtures" / "jwt-test-rsa.pem"
 HMAC_SECRET = b"bench-hmac-secret-0123456789abcdef"
 
 sys.path.insert(0, str(ROOT / "scripts"))
-import dev_token  # noqa: E402  (scripts/dev_token.py: the README's local identity provider)
+import dev_token  # noqa: E402  (scripts/dev_token.py: the local identity provider of docs/reference/access-control.md)
 
 
 def hs256(claims):

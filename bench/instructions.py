@@ -3,7 +3,7 @@
 
 Throughput on a shared VM drifts by a quarter within minutes; an instruction count does not:
 the same binary, requests and environment give the same count whatever else the machine is
-doing. This is how the README's per-request figures are measured, and the quickest way to see
+doing. This is how docs/performance.md's per-request figures are measured, and the quickest way to see
 what a change to the request path costs:
 
     .venv-bench/bin/python bench/instructions.py            # keel (production config) and bare axum

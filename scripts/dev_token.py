@@ -7,7 +7,7 @@ its JWKS, and RS256 tokens signed with it. Needs only Python and openssl.
         [--issuer https://dev-idp.local/] [--audience keel] [--ttl 3600]
 
 DIR is `dev-idp` by default. The token goes to standard output. This is for development: a real
-deployment takes its keys from the provider's JWKS URL (README, "Access control").
+deployment takes its keys from the provider's JWKS URL (docs/reference/access-control.md).
 """
 
 import argparse

@@ -55,8 +55,8 @@ size=$(podman image inspect --format '{{.Size}}' "$image")
 size_mb=$(( (size + 999999) / 1000000 ))
 echo "image size: $size bytes (${size_mb} MB)"
 [ "$size_mb" -le "$budget_mb" ] || fail "the image is ${size_mb} MB, over the ${budget_mb} MB budget"
-# Keep docs/operating.md's figure current (between its image:start and image:end markers).
-sed -i "/<!-- image:start -->/,/<!-- image:end -->/ s/^The image is \*\*[^*]*\*\*/The image is **${size_mb} MB**/" docs/operating.md
+# Keep docs/reference/container-image.md's figure current (between its image:start and image:end markers).
+sed -i "/<!-- image:start -->/,/<!-- image:end -->/ s/^The image is \*\*[^*]*\*\*/The image is **${size_mb} MB**/" docs/reference/container-image.md
 
 step "left anonymous without saying so, the image refuses to start"
 refused=$(podman run --runtime runc --rm "$image" 2>&1) && fail "the image started with auth.mode = none in production"

@@ -6,15 +6,29 @@ Each guide's code is taken from its page: a fenced block whose first line names 
 are the lines it quotes in backticks. If a page changes, this follows it; if a guide stops
 being followable as written, this fails and says where.
 
-Usage: guides.py GUIDES_DIR COPY
-(applies add-an-endpoint.md, add-an-operation-kind.md, add-a-configuration-key.md, then
-remove-the-examples.md: the order a newcomer follows them in)
+Usage:
+  guides.py commands COPY PAGE...   runs every `sh` block of the pages in COPY, as a reader
+                                    would, except a block right after a comment
+                                    `<!-- not run by make test-guides: why -->`
+  guides.py code GUIDES_DIR COPY    applies add-an-endpoint.md, add-an-operation-kind.md,
+                                    add-a-configuration-key.md, then remove-the-examples.md:
+                                    the order a newcomer follows them in
 """
 
+import os
 import re
 import shutil
+import signal
+import subprocess
 import sys
+import uuid
 from pathlib import Path
+
+NOT_RUN = re.compile(r"<!-- not run by make test-guides: (.+?) -->\s*$")
+# The database the guides name; each block that names it gets a fresh one instead, so that
+# following a guide leaves nothing in the machine's own.
+GUIDES_DATABASE = "postgres://postgres@127.0.0.1:5432/test"
+BLOCK_TIMEOUT_S = 900
 
 
 def page(guides, name):
@@ -143,8 +157,74 @@ def remove_examples_and_demo_kinds(guides, copy):
     remove(guide, "demo kinds", copy)
 
 
+def shell_blocks(text):
+    """The `sh` blocks of a page: [(line number, code, why it is not run or None)]."""
+    found = []
+    lines = text.splitlines()
+    number = 0
+    while number < len(lines):
+        opening = re.match(r"^( *)```sh\s*$", lines[number])
+        if not opening:
+            number += 1
+            continue
+        indent, start = opening.group(1), number
+        previous = next((line for line in reversed(lines[:start]) if line.strip()), "")
+        skipped = NOT_RUN.search(previous)
+        number += 1
+        code = []
+        while number < len(lines) and lines[number] != f"{indent}```":
+            code.append(lines[number][len(indent):])
+            number += 1
+        number += 1
+        found.append((start + 1, "\n".join(code) + "\n", skipped.group(1) if skipped else None))
+    return found
+
+
+def psql(sql):
+    subprocess.run(["psql", GUIDES_DATABASE, "-q", "-c", sql], check=True)
+
+
+def run_block(code, copy, where):
+    """Runs one block with bash -e in `copy`, then ends whatever it left running."""
+    database = None
+    if GUIDES_DATABASE in code:
+        database = f"keel_guides_{uuid.uuid4().hex[:12]}"
+        psql(f"CREATE DATABASE {database}")
+        code = code.replace(GUIDES_DATABASE, GUIDES_DATABASE.rsplit("/", 1)[0] + "/" + database)
+    process = subprocess.Popen(["bash", "-e", "-c", code], cwd=copy, start_new_session=True)
+    try:
+        status = process.wait(timeout=BLOCK_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        status = "a timeout"
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        if database:
+            psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+    if status != 0:
+        sys.exit(f"guides: the block at {where} failed (exit status {status}):\n{code}")
+
+
+def run_commands(copy, pages):
+    for page in pages:
+        for line, code, why in shell_blocks(Path(page).read_text()):
+            where = f"{page}:{line}"
+            if why:
+                print(f"  not run: {where}: {why}")
+                continue
+            print(f"  running {where}", flush=True)
+            run_block(code, copy, where)
+
+
 def main():
-    guides, copy = Path(sys.argv[1]), Path(sys.argv[2])
+    if len(sys.argv) >= 3 and sys.argv[1] == "commands":
+        run_commands(Path(sys.argv[2]), sys.argv[3:])
+        return
+    if len(sys.argv) != 4 or sys.argv[1] != "code":
+        sys.exit(__doc__)
+    guides, copy = Path(sys.argv[2]), Path(sys.argv[3])
     print("guide: add an endpoint")
     add_endpoint(guides, copy)
     print("guide: add an operation kind")

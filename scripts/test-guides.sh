@@ -16,12 +16,17 @@ copy=$(mktemp -d /tmp/keel-guides-test.XXXXXX)
 trap 'rm -rf "$copy"' EXIT
 
 git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t "$copy"
-python3 scripts/guides.py docs/guides "$copy"
-cp tests/guides/guides.rs "$copy/tests/service/guides_followed.rs"
-echo "mod guides_followed;" >> "$copy/tests/service/main.rs"
 
 # The same target directory as this tree's build, so only keel itself is compiled again.
 export CARGO_TARGET_DIR="$root/target"
+# First the commands the guides and the README tell a reader to run, on the copy as cloned.
+command -v psql >/dev/null || { apt-get update -q && apt-get install -y -q postgresql-client; }
+command -v curl >/dev/null || { apt-get update -q && apt-get install -y -q curl; }
+python3 scripts/guides.py commands "$copy" README.md docs/guides/*.md
+# Then the code the guides write, and the copy must still pass.
+python3 scripts/guides.py code docs/guides "$copy"
+cp tests/guides/guides.rs "$copy/tests/service/guides_followed.rs"
+echo "mod guides_followed;" >> "$copy/tests/service/main.rs"
 cd "$copy"
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked

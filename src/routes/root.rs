@@ -9,7 +9,7 @@
 //! | `IOLoop.current().start()` | the tokio runtime that `main` starts |
 
 /// The seed's handler: awaits an async operation and answers with its result.
-#[utoipa::path(get, path = "/", tag = "service", responses(
+#[utoipa::path(get, path = "/", tag = "service", security(()), responses(
     (status = 200, description = "The async operation's result", body = String, content_type = "text/plain",
      example = "Result: Async operation result")
 ))]

@@ -1,5 +1,5 @@
-//! The demo kinds (`src/operations/kinds/demo/`) through the HTTP surface, as keel registers
-//! them. Delete this file with that folder (docs/guides.md says so); every other test runs
+//! The demo kinds (`src/kinds/demo/`) through the HTTP surface, as keel registers
+//! them. Delete this file with that folder (docs/guides/remove-the-examples.md says so); every other test runs
 //! on the test bed's own kinds.
 
 use std::time::Duration;

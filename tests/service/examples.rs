@@ -1,5 +1,5 @@
-//! The request-scoped examples (`src/http/examples/`). Delete this file with that folder (the
-//! guide in docs/guides.md says so); the middleware's own tests use the test bed's slow route instead.
+//! The request-scoped examples (`src/routes/examples/`). Delete this file with that folder (the
+//! guide in docs/guides/remove-the-examples.md says so); the middleware's own tests use the test bed's slow route instead.
 
 use crate::support::{get, router, settings, settings_with};
 

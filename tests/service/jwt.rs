@@ -601,7 +601,7 @@ async fn the_document_offers_a_bearer_jwt_only() {
     assert_eq!(doc["paths"]["/v1/operations"]["get"]["security"], json!([{ "bearer": ["operations:read"] }]));
 }
 
-/// The worked example of docs/access-control.md: `scripts/dev_token.py` (openssl, not ring, signs) makes a key, its
+/// The worked example of docs/reference/access-control.md: `scripts/dev_token.py` (openssl, not ring, signs) makes a key, its
 /// JWKS and a token, and keel configured as that page says accepts the token.
 #[tokio::test]
 async fn the_readmes_local_identity_provider_works() {

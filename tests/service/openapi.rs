@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::http::{Method, Request};
 use serde_json::Value;
 
-/// The public surface, as docs/operations-api.md documents it.
+/// The public surface, as docs/reference/http-api.md documents it.
 const ROUTES: &[(&str, &str)] = &[
     ("get", "/"),
     ("get", "/healthz"),

@@ -1,5 +1,5 @@
 //! The test bed (`common/testbed.rs`) as a server of its own, in a child process: as
-//! `tests/replicas.rs` and `tests/shutdown.rs` run it, and as `make clients` serves it to real
+//! `replicas.rs` and `shutdown.rs` run it, and as `make clients` serves it to real
 //! clients.
 
 use crate::support::process::Process;

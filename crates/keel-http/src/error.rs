@@ -166,7 +166,7 @@ fn rfc3339(at: time::OffsetDateTime) -> String {
 }
 
 /// RFC 9457 problem details. `type` is a stable slug (a relative URI reference) that clients may
-/// match on; docs/operations-api.md lists them all.
+/// match on; docs/reference/http-api.md lists them all.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({
     "type": "not-found", "title": "Not found", "status": 404,

@@ -27,6 +27,7 @@ pub mod location;
 pub mod middleware;
 pub mod openapi;
 pub mod rate_limit;
+pub mod request;
 pub mod routes;
 pub mod server;
 pub mod state;
@@ -68,7 +69,7 @@ pub fn app(routes: OpenApiRouter<AppState>, state: AppState) -> App {
     let routes =
         if metrics.enabled && metrics.port.is_none() { routes.routes(routes!(metrics::metrics)) } else { routes };
     let (router, api) = routes.split_for_parts();
-    let document = openapi::document(api, &state.settings, state.executor.registry());
+    let (document, public) = openapi::document(api, &state.settings, state.executor.registry());
     let router = router
         .merge(middleware::docs_headers(
             SwaggerUi::new(DOCS_PATH).external_url_unchecked(DOCUMENT_PATH, document).into(),
@@ -79,6 +80,7 @@ pub fn app(routes: OpenApiRouter<AppState>, state: AppState) -> App {
     let access = middleware::Access {
         auth: state.auth.clone(),
         rate_limits: rate_limit::RateLimits::from_settings(&state.settings.rate_limit),
+        public,
     };
     middleware::apply_with_access(router, &state.settings, access)
 }

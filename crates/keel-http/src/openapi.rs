@@ -7,7 +7,7 @@
 use serde_json::{Value, json};
 use utoipa::OpenApi;
 
-use crate::auth::{API_KEY_HEADER, METRICS_ROUTE, PUBLIC_ROUTES, needs_caller};
+use crate::auth::{API_KEY_HEADER, METRICS_ROUTE, PublicRoutes};
 use crate::error::{PROBLEM_JSON, Problem};
 use crate::middleware::REQUEST_ID_HEADER;
 use keel_config::{AuthMode, AuthSettings, Settings};
@@ -27,9 +27,11 @@ use keel_operations::Registry;
 )]
 pub struct ApiDoc;
 
-/// The document as served: `api` with the registered kinds and configured limits filled in.
-pub fn document(api: utoipa::openapi::OpenApi, settings: &Settings, registry: &Registry) -> Value {
+/// The document as served: `api` with the registered kinds and configured limits filled in;
+/// and the routes it declares public (see [`PublicRoutes`]).
+pub fn document(api: utoipa::openapi::OpenApi, settings: &Settings, registry: &Registry) -> (Value, PublicRoutes) {
     let mut doc = serde_json::to_value(api).unwrap_or_else(|_| json!({}));
+    let public = declared_public(&doc);
     submissions_by_kind(&mut doc, settings, registry);
     // The key's expiry, published as the Idempotency-Key draft asks: this instance's own figure.
     if let Some(parameters) = doc["paths"]["/v1/operations"]["post"]["parameters"].as_array_mut() {
@@ -49,19 +51,30 @@ pub fn document(api: utoipa::openapi::OpenApi, settings: &Settings, registry: &R
     }
     add_request_ids(&mut doc);
     link_the_submission(&mut doc);
-    state_the_security(&mut doc, &settings.auth);
-    state_the_rate_limits(&mut doc, settings);
-    doc
+    state_the_security(&mut doc, &settings.auth, &public);
+    state_the_rate_limits(&mut doc, settings, &public);
+    (doc, public)
+}
+
+/// The routes whose every operation says `security: [{}]`: no requirement, anyone may call
+/// (`#[utoipa::path(..., security(()))]`).
+fn declared_public(doc: &Value) -> PublicRoutes {
+    let Some(paths) = doc["paths"].as_object() else { return PublicRoutes::default() };
+    let public = paths.iter().filter(|(_, item)| {
+        let mut operations = item.as_object().into_iter().flat_map(|item| item.values()).peekable();
+        operations.peek().is_some() && operations.all(|operation| operation["security"] == json!([{}]))
+    });
+    PublicRoutes::with(public.map(|(path, _)| path.as_str()))
 }
 
 /// With rate limits on: the `429` every limited route may answer, with its headers.
-fn state_the_rate_limits(doc: &mut Value, settings: &Settings) {
+fn state_the_rate_limits(doc: &mut Value, settings: &Settings, public: &PublicRoutes) {
     if !settings.rate_limit.enabled {
         return;
     }
     let Some(paths) = doc["paths"].as_object_mut() else { return };
     for (path, item) in paths.iter_mut() {
-        if !needs_caller(path) {
+        if !public.need_caller(path) {
             continue;
         }
         for operation in item.as_object_mut().into_iter().flat_map(|item| item.values_mut()) {
@@ -84,15 +97,15 @@ fn state_the_rate_limits(doc: &mut Value, settings: &Settings) {
 /// requirement and its `401` (and `403` where a scope is named). Handlers name their scopes in
 /// `#[utoipa::path(security(...))]`; a route of yours that names none needs a caller, as the
 /// middleware does. With auth off, no route needs one.
-fn state_the_security(doc: &mut Value, auth: &AuthSettings) {
+fn state_the_security(doc: &mut Value, auth: &AuthSettings, public: &PublicRoutes) {
     let on = auth.mode != AuthMode::None;
     let jwt = auth.mode == AuthMode::Jwt;
     let Some(paths) = doc["paths"].as_object_mut() else { return };
     for (path, item) in paths.iter_mut() {
-        let public = !on || PUBLIC_ROUTES.contains(&path.as_str());
+        let open = !on || public.contains(path);
         for operation in item.as_object_mut().into_iter().flat_map(|item| item.values_mut()) {
             let Some(operation) = operation.as_object_mut() else { continue };
-            if public {
+            if open {
                 operation.remove("security");
                 continue;
             }

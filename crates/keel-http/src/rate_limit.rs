@@ -30,9 +30,9 @@ use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 
-use crate::auth::{Caller, needs_caller};
+use crate::auth::{Caller, PublicRoutes};
 use crate::error::ApiError;
-use crate::middleware::{ClientAddr, route_of};
+use crate::request::{ClientAddr, route_of};
 use keel_config::RateLimitSettings;
 
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
@@ -135,9 +135,13 @@ fn ceil_secs(wait: Duration) -> u64 {
 }
 
 /// The middleware: after authentication, so that the caller is known.
-pub async fn limit(State(limits): State<Arc<RateLimits>>, request: Request, next: Next) -> Response {
+pub async fn limit(
+    State((limits, public)): State<(Arc<RateLimits>, PublicRoutes)>,
+    request: Request,
+    next: Next,
+) -> Response {
     let route = route_of(&request);
-    if !needs_caller(route) {
+    if !public.need_caller(route) {
         return next.run(request).await;
     }
     let class =

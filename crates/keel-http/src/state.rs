@@ -1,7 +1,11 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
-use crate::auth::Authenticator;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use keel_config::AuthMode;
+
+use crate::auth::{ANONYMOUS, Authenticator, Caller};
 use crate::lifecycle::Lifecycle;
 use keel_config::Settings;
 use keel_operations::Executor;
@@ -35,5 +39,19 @@ impl Deref for AppState {
 
     fn deref(&self) -> &Shared {
         &self.0
+    }
+}
+
+/// The authenticated caller; with auth off, `anonymous`. On a public route with auth on, nobody
+/// authenticated: `anonymous` without any scope, so that [`Caller::require`] refuses.
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(match parts.extensions.get::<Caller>() {
+            Some(caller) => caller.clone(),
+            None if state.settings.auth.mode == AuthMode::None => Caller::anonymous(),
+            None => Caller::new(ANONYMOUS, &[]),
+        })
     }
 }

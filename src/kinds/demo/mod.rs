@@ -1,5 +1,6 @@
-//! Demonstration kinds, each the tokio answer to a Tornado pattern. The README's "Removing the
-//! demo kinds" drops them: this folder, its two lines in `kinds/mod.rs` and `tests/demo_kinds.rs`.
+//! Demonstration kinds, each the tokio answer to a Tornado pattern. docs/guides/
+//! remove-the-examples.md drops them: this folder, its two lines in `kinds/mod.rs` and
+//! `tests/service/demo_kinds.rs` with its line in `tests/service/main.rs`.
 
 mod digest;
 mod fanout;

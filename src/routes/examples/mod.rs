@@ -1,6 +1,6 @@
 //! `/examples/*`: request-scoped async patterns, each the tokio answer to a Tornado construct.
-//! docs/guides.md's "Removing the examples" drops them: this folder, its line in `routes/mod.rs` and
-//! `tests/examples.rs`.
+//! docs/guides/remove-the-examples.md drops them: this folder, its lines in `routes/mod.rs` and
+//! `tests/service/examples.rs` with its line in `tests/service/main.rs`.
 //!
 //! | endpoint | Tornado | tokio |
 //! |---|---|---|

@@ -2,7 +2,7 @@
 //!
 //! With `auth.mode = "none"` (development's default) every request comes from one caller,
 //! `anonymous`, who may read and write; nothing here runs. Otherwise [`authenticate`] runs before
-//! every route but the public ones ([`PUBLIC_ROUTES`]) and makes the request's [`Caller`], which
+//! every route but the public ones ([`PublicRoutes`]) and makes the request's [`Caller`], which
 //! handlers extract; operations handlers then ask for the scope they need
 //! ([`Caller::require`]). Who the caller is comes from
 //! - `"api_key"`: the key in `Authorization: Bearer <key>` or `X-API-Key: <key>`, matched against
@@ -20,36 +20,59 @@ mod api_key;
 mod jwks;
 mod jwt;
 
+use std::collections::HashSet;
 use std::sync::{Arc, LazyLock};
 
 pub use api_key::{MIN_KEY_LEN, key_digest};
-use axum::extract::{FromRequestParts, Request, State};
-use axum::http::request::Parts;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 pub use jwks::JwksError;
 
 use crate::error::ApiError;
-use crate::middleware::{UNMATCHED_ROUTE, route_of};
-use crate::state::AppState;
+use crate::request::{UNMATCHED_ROUTE, route_of};
 use keel_config::{AuthMode, AuthSettings, Scope, parse_sha256};
 
-/// Routes anyone may call, by template: the seed's `GET /`, the probes, the docs page and the
-/// OpenAPI document, and paths that match no route (they are 404 for everyone). Add a route of
-/// yours here to make it public; every other route needs a caller. `/metrics` has a rule of its
-/// own (`auth.metrics_sha256`).
-pub const PUBLIC_ROUTES: &[&str] =
-    &["/", "/healthz", "/readyz", "/openapi.json", "/docs", "/docs/", "/docs/{*rest}", UNMATCHED_ROUTE];
+/// The platform's routes that anyone may call, by template: the probes, the docs page and the
+/// OpenAPI document, and paths that match no route (they are 404 for everyone). `/metrics` has a
+/// rule of its own (`auth.metrics_sha256`).
+pub const PLATFORM_PUBLIC_ROUTES: &[&str] =
+    &["/healthz", "/readyz", "/openapi.json", "/docs", "/docs/", "/docs/{*rest}", UNMATCHED_ROUTE];
 
 /// `/metrics` on the main port: not public, and not a caller's route either (see
-/// [`needs_caller`]); it takes the metrics token.
+/// [`PublicRoutes::need_caller`]); it takes the metrics token.
 pub const METRICS_ROUTE: &str = "/metrics";
 
-/// Whether requests to `route` (a template) need an authenticated caller, and so also count
-/// against the caller's rate limits: every route but the public ones and `/metrics`.
-pub fn needs_caller(route: &str) -> bool {
-    route != METRICS_ROUTE && !PUBLIC_ROUTES.contains(&route)
+/// The routes anyone may call: the platform's ([`PLATFORM_PUBLIC_ROUTES`]) and the service's
+/// own that say so in their documentation, `#[utoipa::path(..., security(()))]` (no security
+/// requirement), as the seed's `GET /` does. Every other route needs a caller. Built once, with
+/// the router (`crate::app`), from the same document clients read, so the two cannot disagree.
+#[derive(Debug, Clone)]
+pub struct PublicRoutes(Arc<HashSet<String>>);
+
+impl PublicRoutes {
+    /// The platform's public routes and `declared`.
+    pub fn with<'a>(declared: impl IntoIterator<Item = &'a str>) -> Self {
+        let routes = PLATFORM_PUBLIC_ROUTES.iter().copied().chain(declared).map(str::to_owned).collect();
+        Self(Arc::new(routes))
+    }
+
+    pub fn contains(&self, route: &str) -> bool {
+        self.0.contains(route)
+    }
+
+    /// Whether requests to `route` (a template) need an authenticated caller, and so also count
+    /// against the caller's rate limits: every route but the public ones and `/metrics`.
+    pub fn need_caller(&self, route: &str) -> bool {
+        route != METRICS_ROUTE && !self.contains(route)
+    }
+}
+
+impl Default for PublicRoutes {
+    fn default() -> Self {
+        Self::with([])
+    }
 }
 
 /// The `X-API-Key` header, the alternative to `Authorization: Bearer`.
@@ -126,20 +149,6 @@ impl Caller {
         }
         tracing::info!(caller = %self.id, scope = scope.name(), "refused: scope missing");
         Err(ApiError::Forbidden { scope })
-    }
-}
-
-/// The authenticated caller; with auth off, `anonymous`. On a public route with auth on, nobody
-/// authenticated: `anonymous` without any scope, so that [`Caller::require`] refuses.
-impl FromRequestParts<AppState> for Caller {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        Ok(match parts.extensions.get::<Caller>() {
-            Some(caller) => caller.clone(),
-            None if state.settings.auth.mode == AuthMode::None => Caller::anonymous(),
-            None => Caller::new(ANONYMOUS, &[]),
-        })
     }
 }
 
@@ -272,9 +281,13 @@ fn bearer_token(value: &[u8]) -> Result<&[u8], Refusal> {
 
 /// The middleware: public routes pass; `/metrics` needs its token; any other route needs a
 /// caller, which it puts in the request for handlers to extract.
-pub async fn authenticate(State(auth): State<Arc<Authenticator>>, mut request: Request, next: Next) -> Response {
+pub async fn authenticate(
+    State((auth, public)): State<(Arc<Authenticator>, PublicRoutes)>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let route = route_of(&request);
-    let checked = if needs_caller(route) {
+    let checked = if public.need_caller(route) {
         auth.caller(request.headers()).await.map(Some)
     } else if route == METRICS_ROUTE {
         auth.metrics_token_matches(request.headers()).map(|()| None)

@@ -57,11 +57,11 @@ use tower_http::trace::TraceLayer;
 
 pub use hardening::docs as docs_headers;
 pub use request_id::REQUEST_ID_HEADER;
-pub use trace::{UNMATCHED as UNMATCHED_ROUTE, route_of};
 
-use crate::auth::{API_KEY_HEADER, Authenticator, authenticate};
+use crate::auth::{API_KEY_HEADER, Authenticator, PublicRoutes, authenticate};
 use crate::error::ApiError;
 use crate::rate_limit::{self, RateLimits};
+use crate::request::ClientAddr;
 use keel_config::Settings;
 use keel_telemetry::panic_message;
 
@@ -74,11 +74,6 @@ pub struct App {
     /// for anonymous callers): each request then carries it as a [`ClientAddr`].
     peer: Option<std::net::IpAddr>,
 }
-
-/// The address of the client that sent a request, as its TCP connection says (never a header a
-/// client could forge).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientAddr(pub std::net::IpAddr);
 
 impl App {
     /// This app, for one connection from `peer`: its requests carry [`ClientAddr`].
@@ -96,6 +91,8 @@ const SENSITIVE: [HeaderName; 4] = [header::AUTHORIZATION, header::COOKIE, heade
 pub struct Access {
     pub auth: Option<Arc<Authenticator>>,
     pub rate_limits: Option<Arc<RateLimits>>,
+    /// The routes that need no caller, and count against no rate limit.
+    pub public: PublicRoutes,
 }
 
 /// Puts `router` behind keel's middleware, with no access control.
@@ -132,8 +129,14 @@ pub fn apply_with_access(mut router: Router, settings: &Settings, access: Access
         .layer(CatchPanicLayer::custom(panicked))
         // Outside access control, so that a preflight request needs no credential.
         .option_layer(cors(&server.cors_allowed_origins))
-        .option_layer(access.auth.map(|auth| axum::middleware::from_fn_with_state(auth, authenticate)))
-        .option_layer(access.rate_limits.map(|limits| axum::middleware::from_fn_with_state(limits, rate_limit::limit)))
+        .option_layer(
+            access.auth.map(|auth| axum::middleware::from_fn_with_state((auth, access.public.clone()), authenticate)),
+        )
+        .option_layer(
+            access
+                .rate_limits
+                .map(|limits| axum::middleware::from_fn_with_state((limits, access.public), rate_limit::limit)),
+        )
         // Whichever of those are on, the service below them answers with axum's body.
         .map_response(boxed_body)
         .layer(RequestBodyLimitLayer::new(server.body_limit_bytes))

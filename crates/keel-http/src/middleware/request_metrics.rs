@@ -20,7 +20,7 @@ use metrics::{Counter, Gauge, Histogram};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
-use super::trace::UNMATCHED;
+use crate::request::UNMATCHED_ROUTE;
 use keel_telemetry::metrics as names;
 
 /// The request metrics of one application; shared by its routes.
@@ -156,7 +156,7 @@ where
         let this = self.project();
         let result = ready!(this.inner.poll(cx));
         if let Ok(response) = &result {
-            let route = this.route.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
+            let route = this.route.as_ref().map_or(UNMATCHED_ROUTE, MatchedPath::as_str);
             this.in_flight.0.record(this.method, route, response.status(), this.started.elapsed());
         }
         Poll::Ready(result)

@@ -13,22 +13,14 @@
 
 use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::Request;
 use axum::http::Response;
 use tower_http::trace::{MakeSpan, OnRequest, OnResponse};
 use tracing::Span;
 use tracing::field::Empty;
 
 use super::request_id;
-
-/// The route label of a request that matched no route.
-pub const UNMATCHED: &str = "<unmatched>";
-
-/// The matched route's template, or [`UNMATCHED`]: axum puts it in the request's extensions
-/// when routing, before any layer added with `Router::layer` runs.
-pub fn route_of<B>(request: &axum::http::Request<B>) -> &str {
-    request.extensions().get::<MatchedPath>().map_or(UNMATCHED, MatchedPath::as_str)
-}
+use crate::request::route_of;
 
 /// Opens the `request` span.
 #[derive(Clone, Copy, Default)]
@@ -47,7 +39,7 @@ impl MakeSpan<axum::body::Body> for RequestSpan {
     }
 }
 
-/// Logs `request started` at `debug`, inside the span: off unless asked for (`keel::http=debug`).
+/// Logs `request started` at `debug`, inside the span: off unless asked for (`keel_http=debug`).
 #[derive(Clone, Copy, Default)]
 pub struct RequestStarted;
 

@@ -1,6 +1,6 @@
 //! `/v1/operations`: submit, poll, list, wait on, stream, cancel and delete long-running
 //! operations. The shapes follow Google AIP-151 and the Azure REST guidelines (`202 Accepted` with
-//! `Operation-Location`), in plain REST; the README has curl examples for each route.
+//! `Operation-Location`), in plain REST; docs/reference/http-api.md has curl examples for each route.
 
 use std::convert::Infallible;
 use std::time::Duration;

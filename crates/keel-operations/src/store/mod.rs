@@ -11,7 +11,8 @@
 //! - **cancellation across processes**: `cancel` ends the operation at once and invalidates its
 //!   lease, so the worker's next heartbeat tells it to stop, wherever it runs.
 //!
-//! Every implementation must pass the conformance suite in `tests/conformance/`.
+//! Every implementation must pass the conformance suite, [`crate::testkit::conformance`]
+//! (feature `testkit`).
 
 mod memory;
 pub mod postgres;
