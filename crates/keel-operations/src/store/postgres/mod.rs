@@ -9,6 +9,8 @@
 //! - **fencing**: every claim draws a new token from a sequence; heartbeats, progress and the
 //!   result are written only where `lease_token` is still that token (held exactly while the
 //!   operation runs, a constraint says), so a stale worker's writes change nothing;
+//! - **submission**: one statement inserts, claims when it may, bounds the queue and keeps the
+//!   idempotency key (`submission.rs`);
 //! - **results** are written in batches ([`endings`]);
 //! - **notifications**: every change clients can see reaches the watchers in this process at
 //!   once and the other processes by `NOTIFY` ([`fanout`]), carrying the new state, which
@@ -16,21 +18,25 @@
 //! - **one sweeper at a time**: `expire` and the purges take a transaction-scoped advisory lock
 //!   and skip their turn when another replica holds it.
 //!
-//! Names are unqualified: the tables live in the connection's current schema (`search_path`), and
+//! Connecting (two pools, the listener, the migrations) is `connection.rs`. Names are
+//! unqualified: the tables live in the connection's current schema (`search_path`), and
 //! the notification channel and advisory locks are named after that schema, so several services,
 //! or parallel tests, can share one database.
 
+mod connection;
 mod endings;
 mod fanout;
 mod rows;
+mod submission;
 
-use std::str::FromStr;
+pub use connection::MIGRATOR;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Connection as _, Executor as _, Row};
+use sqlx::postgres::{PgPool, PgRow};
+use sqlx::{Executor as _, Row};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
@@ -39,13 +45,6 @@ use self::fanout::{Fanout, fetch};
 use self::rows::{OPERATION_COLUMNS, lease_from_row, malformed, operation_from_row};
 use super::{Claim, Counts, Created, Lease, ListQuery, NewOperation, OperationStore, Page, PageToken, StoreError};
 use crate::model::{Operation, OperationError, Outcome, Progress};
-use keel_config::DatabaseSettings;
-
-/// The embedded migrations (`migrations/`), applied by `keel migrate` or at start-up.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
-
-/// A pooled connection idle this long is checked before use.
-const IDLE_BEFORE_CHECK: Duration = Duration::from_secs(1);
 
 /// Rows deleted per statement when purging, so that retention never holds long locks.
 const PURGE_BATCH: i64 = 1000;
@@ -68,173 +67,6 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
-    /// Connects with `settings` and, when `settings.migrate` is on, applies the migrations.
-    pub async fn connect(settings: &DatabaseSettings) -> Result<Self, StoreError> {
-        let url = settings.url.as_ref().map(|url| url.expose().as_str()).unwrap_or_default();
-        let options = PgConnectOptions::from_str(url).map_err(|error| StoreError::Backend(Arc::new(error)))?;
-        let store = Self::connect_with(options, settings).await?;
-        if settings.migrate {
-            store.migrate().await?;
-        }
-        Ok(store)
-    }
-
-    /// Connects with explicit options (tests point them at a schema of their own).
-    pub async fn connect_with(options: PgConnectOptions, settings: &DatabaseSettings) -> Result<Self, StoreError> {
-        // The connections are split by what waits on them. Submissions and ends hold theirs until
-        // the commit is flushed, so their throughput grows with their pool; claims, heartbeats,
-        // progress and notifications commit without the flush and are few and short. A quarter
-        // (at least one) goes to those, which did markedly better than half and half
-        // (docs/performance.md). The listener holds one of the flushed
-        // pool's for as long as it listens, so that pool has at least two (configuration refuses
-        // fewer than `DatabaseSettings::MIN_CONNECTIONS` in all).
-        let relaxed_size = (settings.max_connections / 4).max(1);
-        let flushed_size = settings.max_connections.saturating_sub(relaxed_size).max(2);
-        // sqlx checks a connection with a round trip when it goes back to the pool, and by
-        // default again when it is taken out: two round trips around every statement. Only a
-        // connection that sat idle a while (across a database restart, say) is checked when
-        // taken; under load that is none of them.
-        let pool_options = |size: u32| {
-            PgPoolOptions::new()
-                .max_connections(size)
-                .acquire_timeout(settings.connect_timeout())
-                .test_before_acquire(false)
-                .before_acquire(|connection, meta| {
-                    Box::pin(async move {
-                        if meta.idle_for >= IDLE_BEFORE_CHECK {
-                            connection.ping().await?;
-                        }
-                        Ok(true)
-                    })
-                })
-        };
-        let relaxed =
-            pool_options(relaxed_size).connect_lazy_with(options.clone().options([("synchronous_commit", "off")]));
-        let pool = pool_options(flushed_size).connect_with(options).await.map_err(classify)?;
-        let schema: String = sqlx::query_scalar("SELECT current_schema()").fetch_one(&pool).await.map_err(classify)?;
-        let sweeper_lock: i64 = sqlx::query_scalar("SELECT hashtextextended('keel-sweeper:' || $1, 0)")
-            .bind(&schema)
-            .fetch_one(&pool)
-            .await
-            .map_err(classify)?;
-        let (fanout, tasks) =
-            Fanout::start(pool.clone(), relaxed.clone(), channel_for(&schema)).await.map_err(classify)?;
-        // The writer stops by itself once the store, and with it the sender, is gone.
-        let endings = endings::start(pool.clone(), Arc::clone(&fanout));
-        Ok(Self { pool, relaxed, fanout, endings, sweeper_lock, tasks })
-    }
-
-    /// Applies the embedded migrations that are not applied yet. sqlx holds an advisory lock
-    /// while it does, so replicas starting at once apply each migration once.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.pool).await.map_err(|error| match error {
-            sqlx::migrate::MigrateError::Execute(error) => classify(error),
-            other => StoreError::Backend(Arc::new(other)),
-        })
-    }
-
-    /// Stores `new`: queued, or, with `claim_for` and when it may start at once (not scheduled,
-    /// nothing older ready to start), running under a fresh lease for that worker, in the same
-    /// statement.
-    async fn insert(
-        &self,
-        new: NewOperation,
-        queue_capacity: usize,
-        claim_for: Option<(&str, Duration)>,
-    ) -> Result<(Created, Option<Lease>), StoreError> {
-        // The bound counts what is queued in the whole store. Concurrent submissions on several
-        // replicas may each see the last free place, so it can be passed by as many submissions
-        // as arrive at that same instant: a back-pressure limit, not an exact one. A claimed
-        // submission is not queued, so the bound does not apply to it, and Postgres evaluates
-        // the count only when it does (an InitPlan runs when first needed).
-        let insert = returning(
-            "INSERT INTO keel_operations (id, kind, status, input, created_at, deadline_at, max_attempts, not_before,
-                                          owner, started_at, worker, lease_token, lease_expires_at, attempt)
-             SELECT $1, $2, CASE WHEN start THEN 'running' ELSE 'queued' END, $3, $4, $5, $7, $8, $9,
-                    CASE WHEN start THEN $10 END, CASE WHEN start THEN $11 END,
-                    CASE WHEN start THEN nextval('keel_lease_tokens') END, CASE WHEN start THEN $12 END,
-                    CASE WHEN start THEN 1 ELSE 0 END
-             FROM (SELECT $11::text IS NOT NULL AND ($8::timestamptz IS NULL OR $8 <= $10)
-                          AND NOT EXISTS (SELECT FROM keel_operations
-                                          WHERE status = 'queued' AND (not_before IS NULL OR not_before <= $10))) AS d(start)
-             WHERE start OR (SELECT count(*) FROM keel_operations WHERE status = 'queued') < $6",
-        );
-        let capacity = i64::try_from(queue_capacity).unwrap_or(i64::MAX);
-        let now = OffsetDateTime::now_utc();
-        let query = sqlx::query(&insert)
-            .bind(&new.id)
-            .bind(&new.kind)
-            .bind(sqlx::types::Json(&new.input))
-            .bind(new.created_at)
-            .bind(new.deadline_at)
-            .bind(capacity)
-            .bind(i32::try_from(new.max_attempts).unwrap_or(i32::MAX))
-            .bind(new.not_before)
-            .bind(&*new.owner)
-            .bind(now)
-            .bind(claim_for.map(|(worker, _)| worker))
-            .bind(claim_for.map(|(_, lease_ttl)| now + lease_ttl));
-        let Some(idem) = &new.idempotency else {
-            // Without a key, one statement.
-            let row = query.fetch_optional(&self.pool).await.map_err(classify)?;
-            return self.created(&row.ok_or(StoreError::QueueFull)?);
-        };
-        let mut tx = self.pool.begin().await.map_err(classify)?;
-        // Takes the key when it is free or expired; when another submission holds it, waits for
-        // that one to commit and then leaves the key as it is.
-        let taken = sqlx::query(
-            "INSERT INTO keel_idempotency_keys AS k (key, fingerprint, operation_id, expires_at)
-             VALUES ($1, $2, $3, $4)
-             ON CONFLICT (key) DO UPDATE
-               SET fingerprint = EXCLUDED.fingerprint, operation_id = EXCLUDED.operation_id,
-                   expires_at = EXCLUDED.expires_at
-               WHERE k.expires_at <= $5",
-        )
-        .bind(&idem.key)
-        .bind(&idem.fingerprint)
-        .bind(&new.id)
-        .bind(idem.expires_at)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?;
-        if taken.rows_affected() == 0 {
-            let (fingerprint, operation_id, expires_at): (String, String, OffsetDateTime) = sqlx::query_as(
-                "SELECT fingerprint, operation_id, expires_at FROM keel_idempotency_keys WHERE key = $1",
-            )
-            .bind(&idem.key)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(classify)?;
-            tx.rollback().await.map_err(classify)?;
-            if fingerprint != idem.fingerprint {
-                return Err(StoreError::IdempotencyKeyMismatch);
-            }
-            return match fetch(&self.pool, &operation_id).await? {
-                Some((operation, _)) => Ok((Created::Existing(operation), None)),
-                None => Err(StoreError::IdempotencyKeySpent { operation_id, expires_at }),
-            };
-        }
-        let Some(row) = query.fetch_optional(&mut *tx).await.map_err(classify)? else {
-            tx.rollback().await.map_err(classify)?;
-            return Err(StoreError::QueueFull);
-        };
-        tx.commit().await.map_err(classify)?;
-        self.created(&row)
-    }
-
-    /// The operation an insert returned, and its lease if it was claimed. A queued one may
-    /// wake other replicas; a claimed one concerns nobody else yet.
-    fn created(&self, row: &PgRow) -> Result<(Created, Option<Lease>), StoreError> {
-        let (operation, version) = operation_from_row(row)?;
-        let lease = lease_from_row(row, &operation.id)?;
-        match lease {
-            Some(_) => self.fanout.started(&operation, version),
-            None => self.fanout.created(&operation, version),
-        }
-        Ok((Created::New(operation), lease))
-    }
-
     /// The operation a changing statement returned, handed to its watchers and announced.
     fn changed(&self, row: &PgRow) -> Result<Operation, StoreError> {
         let (operation, version) = operation_from_row(row)?;
@@ -585,38 +417,5 @@ impl OperationStore for PostgresStore {
 
     async fn work_queued(&self) {
         self.fanout.work.notified().await;
-    }
-}
-
-/// The notification channel of the operations in `schema`: `keel_operations_<schema>` when that
-/// fits the 63 bytes of a Postgres identifier (`pg_notify` refuses a longer channel, and `LISTEN`
-/// cuts it short), otherwise the start of that name and a hash of all of it, the same in every
-/// replica and different for every schema.
-fn channel_for(schema: &str) -> String {
-    const MAX_IDENTIFIER_BYTES: usize = 63;
-    let name = format!("keel_operations_{schema}");
-    if name.len() <= MAX_IDENTIFIER_BYTES {
-        return name;
-    }
-    use sha2::Digest;
-    let hash: String = sha2::Sha256::digest(name.as_bytes())[..8].iter().map(|byte| format!("{byte:02x}")).collect();
-    let mut cut = MAX_IDENTIFIER_BYTES - hash.len() - 1;
-    while !name.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}_{hash}", &name[..cut])
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn a_channel_name_always_fits_a_postgres_identifier() {
-        assert_eq!(super::channel_for("public"), "keel_operations_public", "readable when it fits");
-        let long = "billing_service_test_0123456789abcdef0123456789abcdef";
-        let channel = super::channel_for(long);
-        assert!(channel.len() <= 63, "{channel}");
-        assert_eq!(channel, super::channel_for(long), "the same in every replica");
-        assert_ne!(channel, super::channel_for(&format!("{long}x")), "and another for another schema");
-        assert!(super::channel_for(&"é".repeat(40)).len() <= 63);
     }
 }
