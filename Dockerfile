@@ -3,9 +3,10 @@
 #   docker build -t keel .
 #   docker run --rm -p 8080:8080 keel
 #
-# Stages: `chef` has the toolchain and cargo-chef; `planner` reduces the project to a recipe of
-# its dependencies; `builder` compiles that recipe first, in a layer that stays cached until
-# Cargo.toml or Cargo.lock change, then compiles keel itself. Editing src/ rebuilds only keel.
+# Stages: `chef` has the toolchain and cargo-chef; `planner` reduces the workspace to a recipe of
+# its dependencies; `builder` compiles that recipe first (only what the `keel` binary needs, not
+# the benchmarks' baselines), in a layer that stays cached until a Cargo.toml or Cargo.lock
+# changes, then compiles the workspace's own crates. Editing src/ or crates/ rebuilds only them.
 
 ARG RUST_VERSION=1.95
 
@@ -19,7 +20,7 @@ RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS builder
 COPY --from=planner /app/recipe.json recipe.json
-RUN cargo chef cook --release --locked --recipe-path recipe.json
+RUN cargo chef cook --release --locked --recipe-path recipe.json --bin keel
 COPY . .
 # The image has no .git: pass the commit for the keel_build_info metric.
 ARG KEEL_GIT_COMMIT=unknown

@@ -21,7 +21,7 @@ use keel_operations::Registry;
     ),
     tags(
         (name = "operations", description = "Long-running operations: submit, poll, wait, stream, cancel (Google AIP-151)"),
-        (name = "service", description = "The seed's handler, health probes and metrics"),
+        (name = "service", description = "This service's own routes, the health probes and metrics"),
     ),
     components(schemas(Problem)),
 )]

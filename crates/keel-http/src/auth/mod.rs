@@ -46,7 +46,7 @@ pub const METRICS_ROUTE: &str = "/metrics";
 
 /// The routes anyone may call: the platform's ([`PLATFORM_PUBLIC_ROUTES`]) and the service's
 /// own that say so in their documentation, `#[utoipa::path(..., security(()))]` (no security
-/// requirement), as the seed's `GET /` does. Every other route needs a caller. Built once, with
+/// requirement), as keel's starter does for `GET /`. Every other route needs a caller. Built once, with
 /// the router (`crate::app`), from the same document clients read, so the two cannot disagree.
 #[derive(Debug, Clone)]
 pub struct PublicRoutes(Arc<HashSet<String>>);
