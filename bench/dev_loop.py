@@ -69,7 +69,7 @@ def main():
         for _ in range(rounds):
             for commit, (tree, env, _) in trees.items():
                 times[commit].append(one_round(tree, env))
-    rows = ["| commit | test binaries | rebuild after the edit, s | tests run, s | edit → tests done, s |",
+    rows = ["| commit | test binaries (unit and integration) | rebuild after the edit, s | tests run, s | edit → tests done, s |",
             "|---|---|---|---|---|"]
     for commit in commits:
         builds = [b for b, _ in times[commit]]
