@@ -29,7 +29,7 @@ python3 scripts/rename.py billing-service "$copy" | tail -3
 if grep -rIil keel "$copy" --exclude-dir=.git --exclude=rename.py; then
     echo "FAIL: the files above still say keel" >&2; exit 1
 fi
-if find "$copy" -path "$copy/.git" -prune -o -iname '*keel*' -print | grep .; then
+if find "$copy" -mindepth 1 -path "$copy/.git" -prune -o -iname '*keel*' -print | grep .; then
     echo "FAIL: the paths above still say keel" >&2; exit 1
 fi
 grep -q '^name = "billing-service"' "$copy/Cargo.toml"

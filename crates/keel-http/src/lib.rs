@@ -9,8 +9,12 @@
 //!   rate limits, body limits, timeouts);
 //! - [`auth`] and [`rate_limit`]: who the caller is (API keys, JWT) and how much it may ask;
 //! - [`error`]: every error as `application/problem+json`, mapped in one place ([`ApiError`]);
-//! - [`routes`]: the operations API (`/v1/operations`), the health probes and `/metrics`;
-//! - [`openapi`]: the OpenAPI document, with what only start-up knows (kinds, limits, auth).
+//! - [`extract`]: `Json`, `Query`, `Path` whose rejections are problem+json too;
+//! - [`routes`](mod@routes): the operations API (`/v1/operations`), the health probes and
+//!   `/metrics`; [`state`]: what handlers share ([`AppState`]); [`lifecycle`]: ready, draining;
+//! - [`openapi`]: the OpenAPI document, with what only start-up knows (kinds, limits, auth);
+//! - [`request`] and [`location`]: the route a request matched, its client's address, and the
+//!   absolute URLs keel hands out.
 //!
 //! A service adds its own routes to [`routes()`] and hands them to [`app`] (or to
 //! [`server::serve`]); its handlers take [`AppState`] and return `Result<_, ApiError>`. This crate
