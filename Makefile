@@ -22,9 +22,10 @@ test: ## Run every test: unit, HTTP, shutdown, operations, store conformance; sa
 		sort target/test-skips.txt | sed 's/^/  /'; \
 	fi
 
-lint: ## Check formatting, run clippy with warnings as errors, lint the GitHub workflow (actionlint), check the docs' links and the module graph
+lint: ## Check formatting, run clippy and rustdoc with warnings as errors, lint the GitHub workflow (actionlint), check the docs' links and the module graph
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --locked
 	scripts/lint-workflows.sh
 	python3 scripts/check-links.py
 	python3 scripts/module-cycles.py

@@ -20,7 +20,7 @@ pub const FILES: Files = Files {
 };
 
 /// The service's own keys: the `[service]` table. Add a field here, its default in
-/// `config/default.toml` and its check in [`ServiceSettings::validate`]
+/// `config/default.toml` and its check in `ServiceSettings::validate`
 /// (docs/guides/add-a-configuration-key.md).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)] // a misspelt key stops the start-up, naming it

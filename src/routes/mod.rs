@@ -1,6 +1,6 @@
 //! This service's HTTP routes, beside the platform's (`keel_http::routes()`: the operations API
 //! and the health probes). Add an endpoint: a handler in a file of its own here, with its
-//! `#[utoipa::path]`, and one `.routes(routes!(...))` line in [`routes`].
+//! `#[utoipa::path]`, and one `.routes(routes!(...))` line in [`routes()`].
 
 pub mod examples;
 pub mod root;

@@ -14,6 +14,15 @@
 //! The sections are keel's own (`server`, `operations`, `auth`, ...), each read by the crate that
 //! owns the part; the `[service]` table is the service's, left to it: [`Settings::service`]
 //! extracts it into the service's own type. This crate depends on no other crate of keel's.
+//!
+//! ```ignore
+//! const FILES: Files = Files {
+//!     default: include_str!("../config/default.toml"),
+//!     environments: &[("development", include_str!("../config/development.toml"))],
+//! };
+//! let settings = Settings::load(&FILES)?; // or exit with the error's one line
+//! let mine: MySettings = settings.service()?; // the [service] table
+//! ```
 
 #![forbid(unsafe_code)]
 

@@ -19,6 +19,11 @@
 //! A service adds its own routes to [`routes()`] and hands them to [`app`] (or to
 //! [`server::serve`]); its handlers take [`AppState`] and return `Result<_, ApiError>`. This crate
 //! knows no service's routes or kinds.
+//!
+//! ```ignore
+//! let routes = keel_http::routes().routes(utoipa_axum::routes!(my_handler));
+//! keel_http::server::serve(settings, my_kinds::registry(), routes)?; // until SIGTERM, then drains
+//! ```
 
 #![forbid(unsafe_code)]
 

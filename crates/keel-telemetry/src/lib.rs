@@ -8,6 +8,12 @@
 //!   Prometheus recorder that `/metrics` renders.
 //!
 //! This crate depends on `keel-config` alone, so that every other crate may use it.
+//!
+//! ```ignore
+//! let _guard = keel_telemetry::init(&settings.log)?; // keep it: dropping it flushes the logs
+//! keel_telemetry::metrics::record_build_info(env!("CARGO_PKG_VERSION"), "abc123");
+//! let text = keel_telemetry::metrics::render(); // what /metrics serves
+//! ```
 
 #![forbid(unsafe_code)]
 

@@ -11,7 +11,7 @@
 //! - **cancellation across processes**: `cancel` ends the operation at once and invalidates its
 //!   lease, so the worker's next heartbeat tells it to stop, wherever it runs.
 //!
-//! Every implementation must pass the conformance suite, [`crate::testkit::conformance`]
+//! Every implementation must pass the conformance suite, `testkit::conformance`
 //! (feature `testkit`).
 
 mod memory;

@@ -11,9 +11,9 @@
 //!   operation runs, a constraint says), so a stale worker's writes change nothing;
 //! - **submission**: one statement inserts, claims when it may, bounds the queue and keeps the
 //!   idempotency key (`submission.rs`);
-//! - **results** are written in batches ([`endings`]);
+//! - **results** are written in batches (`endings.rs`);
 //! - **notifications**: every change clients can see reaches the watchers in this process at
-//!   once and the other processes by `NOTIFY` ([`fanout`]), carrying the new state, which
+//!   once and the other processes by `NOTIFY` (`fanout/`), carrying the new state, which
 //!   wakes their idle dispatchers and feeds what is watched there;
 //! - **one sweeper at a time**: `expire` and the purges take a transaction-scoped advisory lock
 //!   and skip their turn when another replica holds it.
