@@ -48,8 +48,8 @@ pub enum StartupError {
 }
 
 /// The `serve` command: logging, a multi-threaded runtime, and the application built with
-/// `registry` and `routes`, served until SIGTERM or Ctrl-C and then drained. `main` passes
-/// keel's own kinds and routes; the tests' child processes pass theirs.
+/// `registry` and `routes`, served until SIGTERM or Ctrl-C and then drained. A service passes
+/// its own kinds and routes; the tests' child processes pass theirs.
 pub fn serve(settings: Settings, registry: Registry, routes: OpenApiRouter<AppState>) -> Result<(), String> {
     let _telemetry =
         keel_telemetry::init(&settings.log).map_err(|error| format!("cannot start the log writer: {error}"))?;
@@ -68,8 +68,7 @@ pub fn serve(settings: Settings, registry: Registry, routes: OpenApiRouter<AppSt
 }
 
 impl Application {
-    /// Builds keel with the operation kinds of `operations::kinds::registry()`.
-    /// Builds keel with the given kinds and routes; tests use it to add their own.
+    /// Builds keel with the given kinds and routes, on the store `operations.store` names.
     pub async fn build_with(
         settings: Settings,
         registry: Registry,

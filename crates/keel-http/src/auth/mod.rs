@@ -20,7 +20,6 @@ mod api_key;
 mod jwks;
 mod jwt;
 
-use std::collections::HashSet;
 use std::sync::{Arc, LazyLock};
 
 pub use api_key::{MIN_KEY_LEN, key_digest};
@@ -46,20 +45,21 @@ pub const METRICS_ROUTE: &str = "/metrics";
 
 /// The routes anyone may call: the platform's ([`PLATFORM_PUBLIC_ROUTES`]) and the service's
 /// own that say so in their documentation, `#[utoipa::path(..., security(()))]` (no security
-/// requirement), as keel's starter does for `GET /`. Every other route needs a caller. Built once, with
-/// the router (`crate::app`), from the same document clients read, so the two cannot disagree.
+/// requirement), as keel's starter does for `GET /`. Every other route needs a caller. Built
+/// once, with the router (`crate::app`), from the same document clients read, so the two cannot
+/// disagree. A handful of short templates, scanned per request as the constant list before it
+/// was: the request path gains no hashing.
 #[derive(Debug, Clone)]
-pub struct PublicRoutes(Arc<HashSet<String>>);
+pub struct PublicRoutes(Arc<[Box<str>]>);
 
 impl PublicRoutes {
     /// The platform's public routes and `declared`.
     pub fn with<'a>(declared: impl IntoIterator<Item = &'a str>) -> Self {
-        let routes = PLATFORM_PUBLIC_ROUTES.iter().copied().chain(declared).map(str::to_owned).collect();
-        Self(Arc::new(routes))
+        Self(PLATFORM_PUBLIC_ROUTES.iter().copied().chain(declared).map(Box::from).collect())
     }
 
     pub fn contains(&self, route: &str) -> bool {
-        self.0.contains(route)
+        self.0.iter().any(|public| &**public == route)
     }
 
     /// Whether requests to `route` (a template) need an authenticated caller, and so also count
