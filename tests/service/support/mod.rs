@@ -13,6 +13,7 @@ use std::sync::Once;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt;
+use keel::config::ServiceSettings;
 use keel::startup::Application;
 use keel_config::Settings;
 use keel_http::App;
@@ -55,9 +56,8 @@ pub fn router(settings: Settings) -> (App, AppState) {
 /// The service's own application, with its kinds and routes (`keel::kinds::registry()`,
 /// `keel::routes::routes()`), ready as after start-up: for tests of what the service registers.
 pub fn keel_router(settings: Settings) -> (App, AppState) {
-    let state = keel::startup::build_state(settings, keel::kinds::registry());
-    state.lifecycle.set(Phase::Ready);
-    (keel::startup::router(state.clone()).expect("the service's settings are valid"), state)
+    let service = ServiceSettings::from_settings(&settings).expect("the service's settings are valid");
+    router_with(settings, keel::kinds::registry(), keel::routes::routes(&service))
 }
 
 pub fn router_with(settings: Settings, registry: Registry, routes: OpenApiRouter<AppState>) -> (App, AppState) {
